@@ -1,0 +1,1 @@
+"""vessel-seg pipeline package."""
