@@ -1,1 +1,1 @@
-"""vessel-seg training package."""
+"""Host-side training and export of vessel models (needs the optional torch extra)."""

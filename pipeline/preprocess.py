@@ -1,0 +1,269 @@
+"""Field-of-view normalisation, colour normalisation and NV12 conversion.
+
+Shared by the pipeline and by training, so the network always sees exactly what the appliance feeds it.
+
+Steps (each a small function):
+1. ``detect_fov``: the circular retina area, found as the largest bright component.
+2. ``square_crop_geometry``: a square box around the FOV (plus a margin) that is scaled to the model size,
+   so vessels have a consistent scale whatever the camera's resolution or black border.
+3. ``crop_and_resize``: cut that box (padding with black where it leaves the image) and resize it.
+4. ``normalise_colour``: the green channel (best vessel contrast), the area outside the FOV filled with a
+   smooth extension of the retina (no artificial rim edge), then CLAHE. The result is gray, which makes
+   the NV12 path lossless (U = V = 128) and the model indifferent to the camera's colour balance.
+5. ``rgb_to_nv12``: full-range BT.601 (JPEG) YUV420SP, what AIPP's JPEG CSC matrix expects.
+``restore_to_original`` maps the 512x512 probability back to the input's size.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """Parameters of the preprocessing; a model bundle records the ones it was trained with."""
+
+    size: int = 512
+    fov_margin: float = 0.02
+    clahe_clip: float = 2.0
+    clahe_grid: int = 8
+
+    @classmethod
+    def from_mapping(cls, values: Optional[Mapping[str, Any]]) -> "PreprocessParams":
+        """Build from a bundle's ``preprocess:`` mapping; unknown keys are an error."""
+        if not values:
+            return cls()
+        known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError("unknown preprocess parameter(s): %s" % ", ".join(sorted(unknown)))
+        return cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"size": self.size, "fov_margin": self.fov_margin,
+                "clahe_clip": self.clahe_clip, "clahe_grid": self.clahe_grid}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How the original image maps onto the model input: a square box of ``side`` pixels at (x0, y0)."""
+
+    width: int
+    height: int
+    x0: int
+    y0: int
+    side: int
+    size: int
+
+    def to_dict(self) -> Dict[str, int]:
+        return {"width": self.width, "height": self.height, "x0": self.x0, "y0": self.y0,
+                "side": self.side, "size": self.size}
+
+
+@dataclass
+class Preprocessed:
+    """Output of ``preprocess``: the model-sized image and what is needed to map results back."""
+
+    model_rgb: np.ndarray          # (size, size, 3) uint8, gray replicated in R, G, B
+    fov: np.ndarray                # (size, size) bool, FOV at model scale
+    fov_original: np.ndarray       # (H, W) bool, FOV at the original size
+    geometry: Geometry
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+
+
+def detect_fov(rgb: np.ndarray) -> np.ndarray:
+    """Return the field of view as a bool mask: the largest bright, hole-free component.
+
+    Falls back to the whole image when no dark surround is found (an already cropped photograph).
+    """
+    h, w = rgb.shape[:2]
+    bright = rgb.max(axis=2)
+    small_scale = 256.0 / max(h, w)
+    if small_scale < 1.0:
+        small = cv2.resize(bright, (max(1, int(round(w * small_scale))), max(1, int(round(h * small_scale)))),
+                           interpolation=cv2.INTER_AREA)
+    else:
+        small = bright
+    small = cv2.GaussianBlur(small, (5, 5), 0)
+    otsu, _ = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # The surround is near black; keep the threshold low so a dark retina periphery stays inside.
+    thresh = float(np.clip(otsu * 0.5, 8.0, 40.0))
+    mask = (small > thresh).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return np.ones((h, w), dtype=bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    comp = (labels == largest).astype(np.uint8)
+    # Fill holes (dark lesions, the macula in a dark image): flood the background from the border.
+    padded = cv2.copyMakeBorder(comp, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 1)
+    holes = (flood == 0)[1:-1, 1:-1]
+    comp = comp.astype(bool) | holes
+    comp = cv2.morphologyEx(comp.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    if comp.shape != (h, w):
+        comp = cv2.resize(comp.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR) > 0
+    if comp.mean() < 0.05:
+        log.warning("no plausible field of view found (%.1f%% of the image); using the whole image",
+                    100.0 * comp.mean())
+        return np.ones((h, w), dtype=bool)
+    return comp
+
+
+def square_crop_geometry(fov: np.ndarray, size: int, margin: float) -> Geometry:
+    """A square box centred on the FOV's bounding box, ``margin`` (fraction of its side) on each side."""
+    h, w = fov.shape
+    ys, xs = np.nonzero(fov)
+    if len(xs) == 0:
+        x_min, x_max, y_min, y_max = 0, w - 1, 0, h - 1
+    else:
+        x_min, x_max, y_min, y_max = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+    side = int(round(max(x_max - x_min + 1, y_max - y_min + 1) * (1.0 + 2.0 * margin)))
+    side = max(side, 8)
+    cx = (x_min + x_max + 1) / 2.0
+    cy = (y_min + y_max + 1) / 2.0
+    x0 = int(round(cx - side / 2.0))
+    y0 = int(round(cy - side / 2.0))
+    return Geometry(width=w, height=h, x0=x0, y0=y0, side=side, size=size)
+
+
+def _crop_padded(image: np.ndarray, g: Geometry) -> np.ndarray:
+    """Cut the geometry's square box out of ``image``, padding with zeros outside the image."""
+    h, w = image.shape[:2]
+    out_shape = (g.side, g.side) + image.shape[2:]
+    out = np.zeros(out_shape, dtype=image.dtype)
+    sx0, sy0 = max(g.x0, 0), max(g.y0, 0)
+    sx1, sy1 = min(g.x0 + g.side, w), min(g.y0 + g.side, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - g.y0:sy1 - g.y0, sx0 - g.x0:sx1 - g.x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
+def crop_and_resize(image: np.ndarray, g: Geometry, nearest: bool = False) -> np.ndarray:
+    """Map an original-size image (or mask) into model space."""
+    crop = _crop_padded(image, g)
+    if nearest:
+        interp = cv2.INTER_NEAREST
+    else:
+        interp = cv2.INTER_AREA if g.side > g.size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (g.size, g.size), interpolation=interp)
+
+
+def map_mask(mask: np.ndarray, g: Geometry) -> np.ndarray:
+    """Map an original-size bool/0-255 mask into model space (area-weighted, then >= 0.5)."""
+    m = (np.asarray(mask) > 0).astype(np.float32)
+    return crop_and_resize(m, g) >= 0.5
+
+
+def _fill_outside(gray: np.ndarray, fov: np.ndarray, rim_px: int = 4) -> np.ndarray:
+    """Replace pixels outside the FOV by a smooth extension of the retina.
+
+    The source is the FOV eroded by ``rim_px`` (the FOV's edge is dark vignetting), and the extension is a
+    normalised masked blur computed at quarter resolution (it is smooth by construction, so this is cheap).
+    """
+    img = gray.astype(np.float32)
+    src = cv2.erode(fov.astype(np.uint8), np.ones((2 * rim_px + 1, 2 * rim_px + 1), np.uint8)).astype(bool)
+    if not src.any():
+        src = fov
+    h, w = img.shape
+    sh, sw = max(1, h // 4), max(1, w // 4)
+    small_num = cv2.resize(img * src, (sw, sh), interpolation=cv2.INTER_AREA)
+    small_den = cv2.resize(src.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+    fill = np.zeros((sh, sw), np.float32)
+    done = np.zeros((sh, sw), bool)
+    for sigma in (1.0, 3.0, 9.0, 25.0):
+        num = cv2.GaussianBlur(small_num, (0, 0), sigma)
+        den = cv2.GaussianBlur(small_den, (0, 0), sigma)
+        ok = (den > 1e-3) & ~done
+        fill[ok] = num[ok] / den[ok]
+        done |= ok
+    if not done.all():
+        fill[~done] = float(img[src].mean())
+    fill_full = cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.where(src, img, fill_full)
+
+
+def normalise_colour(rgb_model: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    """Green channel, outside-FOV extension, CLAHE. Returns uint8 (size, size) gray."""
+    green = rgb_model[:, :, 1]
+    if fov_model.any():
+        extended = _fill_outside(green, fov_model)
+    else:
+        extended = green.astype(np.float32)
+    g8 = np.clip(extended + 0.5, 0, 255).astype(np.uint8)
+    clahe = cv2.createCLAHE(clipLimit=params.clahe_clip, tileGridSize=(params.clahe_grid, params.clahe_grid))
+    return clahe.apply(g8)
+
+
+def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Preprocessed:
+    """Full host preprocessing of an RGB uint8 image into the model's input space."""
+    import time
+
+    params = params or PreprocessParams()
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError("preprocess expects an RGB uint8 HxWx3 array, got %s %s" % (rgb.dtype, rgb.shape))
+    t0 = time.perf_counter()
+    fov = detect_fov(rgb)
+    g = square_crop_geometry(fov, params.size, params.fov_margin)
+    t1 = time.perf_counter()
+    rgb_model = crop_and_resize(rgb, g)
+    fov_model = map_mask(fov, g)
+    t2 = time.perf_counter()
+    gray = normalise_colour(rgb_model, fov_model, params)
+    model_rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    t3 = time.perf_counter()
+    return Preprocessed(model_rgb=model_rgb, fov=fov_model, fov_original=fov, geometry=g,
+                        timings_ms={"fov": (t1 - t0) * 1e3, "resize": (t2 - t1) * 1e3,
+                                    "colour": (t3 - t2) * 1e3})
+
+
+def rgb_to_nv12(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3), H and W even -> NV12 uint8 (H*3/2, W), full-range BT.601 (JPEG/JFIF)."""
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError("NV12 needs even width and height, got %dx%d" % (w, h))
+    f = rgb.astype(np.float32)
+    r, g, b = f[:, :, 0], f[:, :, 1], f[:, :, 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    u = -0.168736 * r - 0.331264 * g + 0.5 * b + 128.0
+    v = 0.5 * r - 0.418688 * g - 0.081312 * b + 128.0
+    # 2x2 block averages for chroma.
+    u2 = u.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    v2 = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    out[:h] = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    uv = np.empty((h // 2, w), dtype=np.float32)
+    uv[:, 0::2] = u2
+    uv[:, 1::2] = v2
+    out[h:] = np.clip(np.rint(uv), 0, 255).astype(np.uint8)
+    return out
+
+
+def rgb_to_nchw_float(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> float32 (1, 3, H, W) in [0, 1], the input of a bundle without AIPP."""
+    return np.ascontiguousarray(rgb.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
+
+
+def restore_to_original(prob: np.ndarray, g: Geometry, fov_original: Optional[np.ndarray] = None) -> np.ndarray:
+    """Map a (size, size) probability back to the original (H, W); 0 outside the box (and the FOV if given)."""
+    p = np.asarray(prob, dtype=np.float32).reshape(g.size, g.size)
+    big = cv2.resize(p, (g.side, g.side), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((g.height, g.width), dtype=np.float32)
+    sx0, sy0 = max(g.x0, 0), max(g.y0, 0)
+    sx1, sy1 = min(g.x0 + g.side, g.width), min(g.y0 + g.side, g.height)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0:sy1, sx0:sx1] = big[sy0 - g.y0:sy1 - g.y0, sx0 - g.x0:sx1 - g.x0]
+    if fov_original is not None:
+        out[~fov_original] = 0.0
+    return out
+
+
+def fov_geometry_summary(pre: Preprocessed) -> Tuple[float, Dict[str, int]]:
+    """FOV fraction of the original image and the geometry, for result.json."""
+    return float(pre.fov_original.mean()), pre.geometry.to_dict()

@@ -1,0 +1,282 @@
+"""Train a vessel segmentation network on the product's own preprocessing.
+
+    python -m training.train --data ../shared/datasets/DRIVE --run runs/unet --budget-min 45
+    python -m training.train --data DIR --images imgs --labels gt --fov masks --run runs/x   # other datasets
+    python -m training.train --run runs/unet --resume --budget-min 30                         # another sitting
+
+Checkpoints (``last.pt`` every few minutes, ``best.pt`` on the best validation AUC) resume exactly:
+model, optimiser, step, elapsed time and random state. A held-out part of the training images
+(``--val-count``) chooses the checkpoint and, at the end, the threshold; test images are never used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.datasets import Sample, find_samples
+from pipeline.scoring import best_dice_threshold, roc_auc, threshold_metrics
+from pipeline.preprocess import PreprocessParams, crop_and_resize, map_mask, preprocess, restore_to_original
+from training.augment import canvas, geometric, photometric
+from training.models import build_model, count_macs, count_parameters_deployed
+
+log = logging.getLogger("training")
+
+
+class Prepared:
+    """One sample in model space: gray input (uint8), soft label and FOV (float32 / bool)."""
+
+    def __init__(self, sample: Sample, params: PreprocessParams) -> None:
+        self.sample = sample
+        rgb, label, fov = sample.load()
+        self.rgb, self.label, self.fov_orig = rgb, label, fov
+        self.x, self.y, self.m = to_model_space(rgb, label.astype(np.float32), params)
+
+
+def to_model_space(rgb: np.ndarray, label: np.ndarray, params: PreprocessParams):
+    pre = preprocess(rgb, params)
+    y = np.clip(crop_and_resize(label.astype(np.float32), pre.geometry), 0.0, 1.0)
+    return pre.model_rgb[:, :, 0], y.astype(np.float32), pre.fov
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The reference recipe's class-balanced sigmoid cross-entropy (HED style)."""
+    pos = target.sum()
+    beta = 1.0 - pos / target.numel()
+    w = beta * target + (1.0 - beta) * (1.0 - target)
+    return F.binary_cross_entropy_with_logits(logits, target, weight=w) * 2.0
+
+
+def bce_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE plus soft Dice: Dice counters the ~1:9 imbalance, BCE keeps probabilities calibrated."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum()
+    dice = 1.0 - (2.0 * inter + 1.0) / (p.sum() + target.sum() + 1.0)
+    return bce + dice
+
+
+def predict512(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        t = torch.from_numpy(x.astype(np.float32) / 255.0)[None, None].to(device)
+        p = torch.sigmoid(model(t))[0, 0].cpu().numpy()
+    model.train()
+    return p
+
+
+def validate(model: torch.nn.Module, items: List[Prepared], device: torch.device) -> Dict[str, float]:
+    """Pooled AUC and best Dice in model space (fast proxy used to pick checkpoints)."""
+    scores, labels = [], []
+    for it in items:
+        p = predict512(model, it.x, device)
+        scores.append(p[it.m])
+        labels.append(it.y[it.m] >= 0.5)
+    s, y = np.concatenate(scores), np.concatenate(labels)
+    return {"auc": roc_auc(s, y), "dice@0.5": threshold_metrics(s, y, 0.5)["dice"]}
+
+
+def final_validation(model: torch.nn.Module, items: List[Prepared], params: PreprocessParams,
+                     device: torch.device) -> Dict[str, float]:
+    """At the original size, inside the dataset's FOV masks: AUC, the best-Dice threshold and its metrics."""
+    scores, labels = [], []
+    for it in items:
+        pre = preprocess(it.rgb, params)
+        p = restore_to_original(predict512(model, pre.model_rgb[:, :, 0], device), pre.geometry, pre.fov_original)
+        fov = it.fov_orig if it.fov_orig is not None else pre.fov_original
+        scores.append(p[fov])
+        labels.append(it.label[fov])
+    s, y = np.concatenate(scores), np.concatenate(labels)
+    t = best_dice_threshold(s, y)
+    out = {"auc": roc_auc(s, y), "threshold": t}
+    out.update(threshold_metrics(s, y, t))
+    return out
+
+
+def save_ckpt(path: Path, state: Dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, str(tmp))
+    os.replace(str(tmp), str(path))
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="dataset root (DRIVE layout, or generic with --images/--labels)")
+    ap.add_argument("--split", default="training", help="DRIVE split to train on (default training)")
+    ap.add_argument("--images"), ap.add_argument("--labels"), ap.add_argument("--fov")
+    ap.add_argument("--run", required=True, help="run folder for checkpoints and logs")
+    ap.add_argument("--arch", default="unet", choices=["unet", "reference"])
+    ap.add_argument("--channels", default="8,16,32,40", help="U-Net widths per level")
+    ap.add_argument("--recipe", default="ours", choices=["ours", "reference"],
+                    help="ours: BCE+Dice, camera augmentation, cosine LR; reference: balanced BCE, Adam 1e-3, "
+                         "rot90/flip only")
+    ap.add_argument("--budget-min", type=float, default=45.0, help="wall-time budget in minutes (total, resumes add up)")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = budget only)")
+    ap.add_argument("--patch", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--val-count", type=int, default=4, help="training images held out for validation")
+    ap.add_argument("--val-every-s", type=float, default=150.0)
+    ap.add_argument("--aug-prob", type=float, default=0.35, help="chance a sample is a fresh camera-like variant")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    return ap.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt_last = run / "last.pt"
+    state: Optional[Dict] = None
+    if args.resume:
+        if not ckpt_last.exists():
+            log.error("--resume: %s does not exist", ckpt_last)
+            return 2
+        state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
+        saved = state["args"]
+        for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "recipe", "patch", "batch",
+                  "lr", "val_count", "seed"):
+            setattr(args, k, saved[k])
+        log.info("resuming %s at step %d (%.1f min done)", run, state["step"], state["elapsed"] / 60)
+    if not args.data:
+        log.error("--data is required")
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    params = PreprocessParams()
+
+    samples = find_samples(Path(args.data), split=args.split, images=args.images, labels=args.labels, fov=args.fov)
+    order = sorted(samples, key=lambda s: s.name)
+    val_samples, train_samples = order[-args.val_count:] if args.val_count else [], order[:len(order) - args.val_count]
+    log.info("preparing %d training and %d validation images", len(train_samples), len(val_samples))
+    train = [Prepared(s, params) for s in train_samples]
+    val = [Prepared(s, params) for s in val_samples]
+
+    kwargs = {"channels": tuple(int(c) for c in args.channels.split(","))} if args.arch == "unet" else {}
+    model = build_model(args.arch, **kwargs).to(device)
+    lr = args.lr or (3e-3 if args.recipe == "ours" else 1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = bce_dice if args.recipe == "ours" else balanced_bce
+    step, elapsed, best_auc = 0, 0.0, -1.0
+    history: List[Dict] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed, best_auc, history = state["step"], state["elapsed"], state["best_auc"], state["history"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+    log.info("model %s: %d deployed parameters, %.2f GMAC at 512x512", args.arch,
+             count_parameters_deployed(model.cpu()), count_macs(model.cpu()) / 1e9)
+    model.to(device).train()
+
+    def snapshot() -> Dict:
+        return {"args": vars(args), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "elapsed": elapsed, "best_auc": best_auc, "history": history, "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "preprocess": params.to_dict(), "arch": args.arch,
+                "arch_kwargs": kwargs}
+
+    budget = args.budget_min * 60.0
+    t_start = time.time() - elapsed
+    last_val = last_save = time.time()
+    warmup = 100
+    running = 0.0
+    while True:
+        elapsed = time.time() - t_start
+        if elapsed >= budget or (args.max_steps and step >= args.max_steps):
+            break
+        if args.recipe == "ours":
+            frac = min(elapsed / budget, 1.0)
+            cur = lr * min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+            for g in opt.param_groups:
+                g["lr"] = cur
+        xs, ys, ms = [], [], []
+        for _ in range(args.batch):
+            it = train[int(rng.integers(len(train)))]
+            if args.recipe == "ours" and rng.random() < args.aug_prob:
+                rgb, lab = it.rgb, it.label.astype(np.float32)
+                if rng.random() < 0.3:
+                    rgb, lab = canvas(rgb, lab, rng)
+                x, y, m = to_model_space(photometric(rgb, rng), lab, params)
+            else:
+                x, y, m = it.x, it.y, it.m
+            x, y, m = geometric(x, y, m, rng, args.patch)
+            xs.append(x)
+            ys.append(y)
+        xb = torch.from_numpy(np.stack(xs).astype(np.float32) / 255.0)[:, None].to(device)
+        yb = torch.from_numpy(np.stack(ys))[:, None].to(device)
+        loss = loss_fn(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        running = 0.98 * running + 0.02 * float(loss) if step > 1 else float(loss)
+        now = time.time()
+        if step % 20 == 0:
+            log.info("step %d  %.1f/%.0f min  loss %.4f  lr %.2e", step, (now - t_start) / 60, budget / 60,
+                     running, opt.param_groups[0]["lr"])
+        if val and now - last_val >= args.val_every_s:
+            last_val = now
+            v = validate(model, val, device)
+            history.append({"step": step, "elapsed_min": round((now - t_start) / 60, 2), **v})
+            log.info("validation at step %d: AUC %.4f  Dice@0.5 %.4f", step, v["auc"], v["dice@0.5"])
+            if v["auc"] > best_auc:
+                best_auc = v["auc"]
+                elapsed = now - t_start
+                save_ckpt(run / "best.pt", snapshot())
+        if now - last_save >= 120:
+            last_save = now
+            elapsed = now - t_start
+            save_ckpt(ckpt_last, snapshot())
+    elapsed = time.time() - t_start
+    if val:
+        v = validate(model, val, device)
+        history.append({"step": step, "elapsed_min": round(elapsed / 60, 2), **v})
+        log.info("final validation at step %d: AUC %.4f", step, v["auc"])
+        if v["auc"] > best_auc:
+            best_auc = v["auc"]
+            save_ckpt(run / "best.pt", snapshot())
+    save_ckpt(ckpt_last, snapshot())
+    if not (run / "best.pt").exists():
+        save_ckpt(run / "best.pt", snapshot())
+    best = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
+    model.load_state_dict(best["model"])
+    summary: Dict = {"arch": args.arch, "recipe": args.recipe, "steps": step, "minutes": round(elapsed / 60, 1),
+                     "best_step": best["step"], "train_images": [s.name for s in train_samples],
+                     "val_images": [s.name for s in val_samples], "history": history,
+                     "parameters": count_parameters_deployed(model.cpu()), "macs_512": count_macs(model.cpu())}
+    model.to(device)
+    if val:
+        fv = final_validation(model, val, params, device)
+        summary["validation"] = fv
+        log.info("validation at original size (best checkpoint): AUC %.4f  Dice %.4f at threshold %.2f",
+                 fv["auc"], fv["dice"], fv["threshold"])
+    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("wrote %s", run / "summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
