@@ -1,0 +1,85 @@
+"""Atomic file writes: temp file in the same directory, fsync, ``os.replace``, fsync of the directory.
+
+A reader either sees the old file (or none) or the complete new one, never a partial file, even after a
+crash or power cut. On any error (``ENOSPC`` included) the temp file is removed and the error re-raised.
+Temp names start with a dot and end in ``.tmp``, so the capture watcher and the result store ignore them.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Union
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def fsync_dir(directory: PathLike) -> None:
+    """fsync a directory so a rename in it is durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(str(directory), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_path_for(path: PathLike) -> Path:
+    """A unique hidden temp name next to ``path``."""
+    p = Path(path)
+    return p.with_name(".%s.%s.tmp" % (p.name, uuid.uuid4().hex[:12]))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - os.write raises rather than returning 0
+            raise OSError(errno.EIO, "short write")
+        view = view[n:]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` atomically and durably; returns the final path."""
+    final = Path(path)
+    tmp = temp_path_for(final)
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(str(tmp), str(final))
+    except BaseException:
+        try:
+            os.unlink(str(tmp))
+        except OSError:
+            pass
+        raise
+    fsync_dir(final.parent)
+    return final
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """``atomic_write_bytes`` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> Path:
+    """Write ``obj`` as pretty, stable JSON atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC / EDQUOT: the disk (or quota) is full; the write may succeed later."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))

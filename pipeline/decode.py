@@ -1,0 +1,169 @@
+"""Decode/validate stage: turn a file into an RGB uint8 image, or say precisely why not.
+
+Checks run cheapest first and before any pixel is decoded: empty file, file size (``max_bytes``), image
+type from the content (not the extension), dimensions from the header (``max_pixels``: decompression
+bombs never reach the decoder; Pillow's ``DecompressionBombError`` is mapped to the same reason). Then the
+image is fully decoded (truncated data is an error, never silently padded), EXIF orientation applied,
+and unusual modes converted: 16-bit and 32-bit gray, float, CMYK, YCbCr, gray, bilevel, palette and
+alpha (composited over black, the fundus background). Every failure is a ``DecodeError`` with a short
+machine-readable ``reason`` and a human ``detail``; decode errors are permanent (the file is quarantined).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 32
+
+# Reasons (stable strings: they appear in quarantine reason files and the journal).
+EMPTY = "empty_file"
+TOO_LARGE = "file_too_large"
+TOO_MANY_PIXELS = "too_many_pixels"
+TOO_SMALL = "image_too_small"
+NOT_AN_IMAGE = "not_an_image"
+TRUNCATED = "truncated_or_corrupt"
+UNSUPPORTED_MODE = "unsupported_mode"
+UNREADABLE = "unreadable"
+
+# Pillow warns (between MAX_IMAGE_PIXELS and twice that) before our own, stricter header check runs;
+# the check below decides, so the warning is noise. (warnings.catch_warnings is not thread-safe.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+class DecodeError(Exception):
+    """The file cannot become a model input; permanent."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__("%s: %s" % (reason, detail))
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class DecodedImage:
+    """A validated, decoded image."""
+
+    rgb: np.ndarray                     # (H, W, 3) uint8, EXIF orientation applied
+    format: str                         # Pillow format name, e.g. "JPEG"
+    mode: str                           # the file's original Pillow mode, e.g. "I;16"
+    notes: List[str] = field(default_factory=list)  # conversions applied, for result.json
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(width, height)."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+
+def _to_rgb(img: "Image.Image", notes: List[str]) -> np.ndarray:
+    """Convert any supported Pillow mode to an RGB uint8 array."""
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if mode == "I" and arr.max() > 65535:
+            top = float(arr.max())
+        gray = np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        notes.append("converted %s gray to 8-bit" % mode)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise DecodeError(UNSUPPORTED_MODE, "floating-point image contains NaN or infinity")
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        gray = np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
+        notes.append("converted float gray to 8-bit")
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        arr = np.asarray(rgba, dtype=np.float32)
+        alpha = arr[:, :, 3:4] / 255.0
+        notes.append("composited %s alpha over black" % mode)
+        return np.clip(arr[:, :, :3] * alpha + 0.5, 0, 255).astype(np.uint8)
+    if mode in ("L", "1", "P", "CMYK", "YCbCr"):
+        notes.append("converted %s to RGB" % mode)
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    try:
+        converted = img.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise DecodeError(UNSUPPORTED_MODE, "image mode %s cannot be converted to RGB: %s" % (mode, exc))
+    notes.append("converted %s to RGB" % mode)
+    return np.asarray(converted, dtype=np.uint8)
+
+
+def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int) -> DecodedImage:
+    """Validate and decode ``path``; raise ``DecodeError`` with a reason for anything unusable."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise DecodeError(UNREADABLE, "cannot stat the file: %s" % exc)
+    if size == 0:
+        raise DecodeError(EMPTY, "the file is empty (0 bytes)")
+    if size > max_bytes:
+        raise DecodeError(TOO_LARGE, "%d bytes exceeds the limit of %d bytes (ingest.max_bytes)" % (size, max_bytes))
+    try:
+        fh = open(str(p), "rb")
+    except OSError as exc:
+        raise DecodeError(UNREADABLE, "cannot open the file: %s" % exc)
+    with fh:
+        try:
+            img = Image.open(fh)
+        except Image.DecompressionBombError as exc:
+            raise DecodeError(TOO_MANY_PIXELS, str(exc))
+        except Image.UnidentifiedImageError:
+            raise DecodeError(NOT_AN_IMAGE, "content is not a recognised image format")
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise DecodeError(TRUNCATED, "cannot read the image header: %s" % exc)
+        fmt = img.format or "unknown"
+        mode = img.mode
+        w, h = img.size
+        if w * h > max_pixels:
+            raise DecodeError(TOO_MANY_PIXELS, "%dx%d = %d pixels exceeds the limit of %d (ingest.max_pixels)"
+                              % (w, h, w * h, max_pixels))
+        if min(w, h) < MIN_SIDE:
+            raise DecodeError(TOO_SMALL, "%dx%d is smaller than %d pixels on a side" % (w, h, MIN_SIDE))
+        notes: List[str] = []
+        if getattr(img, "n_frames", 1) > 1:
+            notes.append("multi-frame %s: used the first frame" % fmt)
+        if ImageFile.LOAD_TRUNCATED_IMAGES:
+            log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated files may decode partially")
+        try:
+            img.load()
+        except Image.DecompressionBombError as exc:
+            raise DecodeError(TOO_MANY_PIXELS, str(exc))
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
+            raise DecodeError(TRUNCATED, "decoding failed: %s" % exc)
+        try:
+            transposed = ImageOps.exif_transpose(img)
+        except Exception as exc:  # malformed EXIF must not lose the image
+            log.warning("%s: ignoring unreadable EXIF orientation: %s", p.name, exc)
+            transposed = img
+        if transposed is None:  # Pillow < 9.4 with in_place semantics never returns None; be safe
+            transposed = img
+        if transposed.size != img.size:
+            notes.append("rotated by EXIF orientation")
+        elif transposed is not img:
+            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+            if orientation not in (None, 1):
+                notes.append("flipped by EXIF orientation %s" % orientation)
+        try:
+            rgb = _to_rgb(transposed, notes)
+        except DecodeError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DecodeError(TRUNCATED, "decoding failed: %s" % exc)
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DecodeError(UNSUPPORTED_MODE, "unexpected decoded shape %s" % (rgb.shape,))
+    return DecodedImage(rgb=rgb, format=fmt, mode=mode, notes=notes)

@@ -1,0 +1,83 @@
+"""Render stage: probability map at original size -> probability.png, mask.png, overlay.png, thumb.jpg.
+
+All images are encoded in memory; the result writer stores them atomically. The vessel density is the
+fraction of field-of-view pixels above the threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+
+from pipeline.binfile import encode_png, probability_to_gray
+
+#: Tint of vessels in the overlay (RGB): a green-cyan that stands out on the orange-red retina.
+VESSEL_TINT = (0, 255, 200)
+
+
+@dataclass
+class Rendered:
+    """Encoded images and the numbers for result.json."""
+
+    files: Dict[str, bytes]          # file name -> bytes
+    vessel_density_fov: float
+    fov_fraction: float
+    vessel_pixels: int
+
+
+def mask_from_probability(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Binary vessel mask: probability >= threshold."""
+    return np.asarray(prob, dtype=np.float32) >= float(threshold)
+
+
+def overlay_image(rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+    """Vessels tinted over the input: opacity ``alpha`` on mask pixels, scaled by the probability."""
+    base = rgb.astype(np.float32)
+    weight = (np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0) * mask)[:, :, None] * float(alpha)
+    tint = np.asarray(VESSEL_TINT, dtype=np.float32)[None, None, :]
+    out = base * (1.0 - weight) + tint * weight
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def thumbnail_jpeg(rgb: np.ndarray, max_side: int, quality: int = 85) -> bytes:
+    """JPEG bytes of ``rgb`` scaled so its longest side is at most ``max_side``."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, float(max_side) / max(h, w))
+    small = rgb
+    if scale < 1.0:
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def density(mask: np.ndarray, fov: np.ndarray) -> Tuple[float, float]:
+    """(vessel density inside the FOV, FOV fraction of the image)."""
+    fov_pixels = int(np.count_nonzero(fov))
+    fov_fraction = fov_pixels / float(fov.size) if fov.size else 0.0
+    if fov_pixels == 0:
+        return 0.0, fov_fraction
+    return int(np.count_nonzero(mask & fov)) / float(fov_pixels), fov_fraction
+
+
+def render_outputs(rgb: np.ndarray, prob_full: np.ndarray, fov_full: np.ndarray, threshold: float,
+                   overlay_alpha: float, thumb_size: int) -> Rendered:
+    """Render every image of a result from the original RGB and the probability at original size."""
+    if prob_full.shape != rgb.shape[:2] or fov_full.shape != rgb.shape[:2]:
+        raise ValueError("probability %s / FOV %s do not match the image %s"
+                         % (prob_full.shape, fov_full.shape, rgb.shape[:2]))
+    mask = mask_from_probability(prob_full, threshold)
+    overlay = overlay_image(rgb, prob_full, mask, overlay_alpha)
+    vessel_density, fov_fraction = density(mask, fov_full)
+    files = {
+        "probability.png": encode_png(probability_to_gray(prob_full)),
+        "mask.png": encode_png(mask.astype(np.uint8) * 255),
+        "overlay.png": encode_png(overlay),
+        "thumb.jpg": thumbnail_jpeg(overlay, thumb_size),
+    }
+    return Rendered(files=files, vessel_density_fov=float(vessel_density), fov_fraction=float(fov_fraction),
+                    vessel_pixels=int(np.count_nonzero(mask)))

@@ -1,0 +1,239 @@
+"""Result store: DATA_DIR/results/<id>/ folders, written atomically with result.json last.
+
+``ResultStore`` is also the read side handed to the web page: ids are validated (16 lowercase hex), file
+names come from a fixed allow-list, so no request can reach any other path.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from pipeline.atomic import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+ID_RE = re.compile(r"^[0-9a-f]{16}$")
+RESULT_JSON = "result.json"
+#: result.json "files" key -> file name. probability.bin is written first, result.json last.
+RESULT_FILES = {
+    "probability_bin": "probability.bin",
+    "probability_png": "probability.png",
+    "mask_png": "mask.png",
+    "overlay_png": "overlay.png",
+    "thumb": "thumb.jpg",
+}
+#: Every name ``file_path`` serves.
+SERVABLE_FILES = tuple(RESULT_FILES.values()) + (RESULT_JSON,)
+STATES = ("queued", "processing", "done", "failed")
+
+
+def id_from_sha256(sha256: str) -> str:
+    """The result id: the first 16 hex digits of the content's SHA-256."""
+    return sha256[:16].lower()
+
+
+def utc_now_iso(ts: Optional[float] = None) -> str:
+    """ISO-8601 UTC timestamp with a Z suffix, second resolution."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
+
+
+def write_result(result_dir: Path, files: Dict[str, bytes], meta: Dict[str, Any]) -> Path:
+    """Write every file atomically, then result.json (which marks the result complete).
+
+    ``files`` maps file names (from ``RESULT_FILES``) to bytes. An existing incomplete folder is reused;
+    a stale result.json is removed first so the folder never looks complete while it is rewritten.
+    """
+    unknown = set(files) - set(RESULT_FILES.values())
+    if unknown:
+        raise ValueError("unknown result file(s): %s" % ", ".join(sorted(unknown)))
+    result_dir.mkdir(parents=True, exist_ok=True)
+    stale = result_dir / RESULT_JSON
+    if stale.exists():
+        stale.unlink()
+    ordered = sorted(files, key=lambda n: (n != "probability.bin", n))
+    for name in ordered:
+        atomic_write_bytes(result_dir / name, files[name])
+    meta = dict(meta)
+    meta["files"] = {k: v for k, v in RESULT_FILES.items() if v in files}
+    atomic_write_json(result_dir / RESULT_JSON, meta)
+    return result_dir / RESULT_JSON
+
+
+def read_result_json(result_dir: Path) -> Optional[Dict[str, Any]]:
+    """result.json of a folder, or None when missing or unreadable."""
+    try:
+        with open(str(result_dir / RESULT_JSON), "r", encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_complete(result_dir: Path) -> bool:
+    """True when result.json exists, parses, and every file it lists is present (probability.bin full size)."""
+    from pipeline.binfile import PROB_NBYTES
+
+    meta = read_result_json(result_dir)
+    if meta is None:
+        return False
+    names = meta.get("files") or {}
+    if not isinstance(names, dict) or set(names.values()) != set(RESULT_FILES.values()):
+        return False
+    try:
+        for name in names.values():
+            st = os.stat(str(result_dir / name))
+            if name == "probability.bin" and st.st_size != PROB_NBYTES:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _row_dict(row: Any) -> Dict[str, Any]:
+    if row is None:
+        return {}
+    if isinstance(row, dict):
+        return dict(row)
+    try:
+        return {k: row[k] for k in row.keys()}
+    except AttributeError:
+        return dict(row)
+
+
+class ResultStore(object):
+    """Read (and write) access to DATA_DIR/results and DATA_DIR/quarantine.
+
+    With a journal, listings include queued, processing and failed items as well as finished ones.
+    """
+
+    def __init__(self, data_dir: os.PathLike, journal: Any = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.results_dir = self.data_dir / "results"
+        self.quarantine_dir = self.data_dir / "quarantine"
+        self.journal = journal
+
+    # -- paths
+    def result_dir(self, result_id: str) -> Path:
+        """Folder of a result (the id must be valid)."""
+        if not ID_RE.match(result_id or ""):
+            raise ValueError("invalid result id %r" % (result_id,))
+        return self.results_dir / result_id
+
+    def is_complete(self, result_id: str) -> bool:
+        """Whether results/<id>/ holds a complete result."""
+        return ID_RE.match(result_id or "") is not None and is_complete(self.results_dir / result_id)
+
+    def file_path(self, result_id: str, name: str) -> Optional[Path]:
+        """Path of a known result file (allow-listed name, validated id) if it exists, else None."""
+        if not isinstance(result_id, str) or not ID_RE.match(result_id) or name not in SERVABLE_FILES:
+            return None
+        path = self.results_dir / result_id / name
+        return path if path.is_file() else None
+
+    # -- reading
+    def get(self, result_id: str) -> Optional[Dict[str, Any]]:
+        """result.json plus ``state`` for a finished result; the journal row for others; None if unknown."""
+        if not isinstance(result_id, str) or not ID_RE.match(result_id):
+            return None
+        row = _row_dict(self.journal.get(result_id)) if self.journal is not None else {}
+        if row.get("state") not in (None, "done"):
+            return self._summary(row)
+        meta = read_result_json(self.results_dir / result_id)
+        if meta is not None and is_complete(self.results_dir / result_id):
+            meta["state"] = "done"
+            return meta
+        return self._summary(row) if row else None
+
+    @staticmethod
+    def _summary(row: Dict[str, Any]) -> Dict[str, Any]:
+        out = {k: row.get(k) for k in ("id", "source", "state", "created", "updated", "reason", "attempts",
+                                       "sha256")}
+        return out
+
+    def list(self, offset: int = 0, limit: int = 50) -> List[Dict[str, Any]]:
+        """Newest first; each item has id, source, state, created (and summary fields when done)."""
+        offset = max(0, int(offset))
+        limit = max(0, min(int(limit), 1000))
+        if self.journal is not None:
+            rows = [_row_dict(r) for r in self.journal.list(offset, limit)]
+            items = []
+            for row in rows:
+                item = self._summary(row)
+                if item.get("state") == "done":
+                    meta = read_result_json(self.results_dir / str(item["id"])) or {}
+                    item.update(self._meta_summary(meta))
+                items.append(item)
+            return items
+        dirs = self._result_dirs()
+        out = []
+        for d in dirs[offset:offset + limit]:
+            meta = read_result_json(d) or {}
+            item = {"id": d.name, "source": meta.get("source"), "state": "done", "created": meta.get("created")}
+            item.update(self._meta_summary(meta))
+            out.append(item)
+        return out
+
+    @staticmethod
+    def _meta_summary(meta: Dict[str, Any]) -> Dict[str, Any]:
+        keys = ("vessel_density_fov", "fov_fraction", "original_size", "threshold", "runtime")
+        out = {k: meta[k] for k in keys if k in meta}
+        if "timings_ms" in meta and isinstance(meta["timings_ms"], dict):
+            out["total_ms"] = meta["timings_ms"].get("total")
+        return out
+
+    def _result_dirs(self) -> List[Path]:
+        """Complete result folders, newest result.json first."""
+        found = []
+        try:
+            entries = list(os.scandir(str(self.results_dir)))
+        except OSError:
+            return []
+        for entry in entries:
+            if not ID_RE.match(entry.name):
+                continue
+            try:
+                mtime = os.stat(os.path.join(entry.path, RESULT_JSON)).st_mtime
+            except OSError:
+                continue
+            found.append((mtime, entry.name))
+        found.sort(reverse=True)
+        return [self.results_dir / name for _, name in found]
+
+    def counts(self) -> Dict[str, int]:
+        """Counts per state (queued, processing, done, failed) plus ``quarantined`` files."""
+        counts = {s: 0 for s in STATES}
+        if self.journal is not None:
+            for state, n in dict(self.journal.counts()).items():
+                counts[str(state)] = int(n)
+        else:
+            counts["done"] = len(self._result_dirs())
+        counts["quarantined"] = len(self._reason_files())
+        return counts
+
+    def _reason_files(self) -> List[Path]:
+        try:
+            return [p for p in self.quarantine_dir.iterdir() if p.name.endswith(".reason.json")]
+        except OSError:
+            return []
+
+    def quarantined(self, limit: int = 200) -> List[Dict[str, Any]]:
+        """Quarantined inputs, newest first: the reason.json content plus ``file`` (the moved input's name)."""
+        items = []
+        for path in self._reason_files():
+            try:
+                with open(str(path), "r", encoding="utf-8") as fh:
+                    data = json.load(fh)
+                mtime = path.stat().st_mtime
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            data.setdefault("file", path.name[:-len(".reason.json")])
+            items.append((mtime, data))
+        items.sort(key=lambda t: t[0], reverse=True)
+        return [d for _, d in items[:limit]]
