@@ -1,0 +1,154 @@
+"""``vessel-seg evaluate DATASET_DIR``: score the whole product path against manual labels.
+
+Each image goes through exactly what the daemon does (decode the file -> preprocess -> NV12 -> execute on the
+configured runtime, by default the simulator in FP16 with AIPP -> probability restored to the original size),
+then is compared with its manual label inside the dataset's FOV mask (or, when a dataset has none, the
+detected FOV). Reported: AUC pooled over all FOV pixels of all images (as the reference's compute_roc.m),
+mean per-image AUC, and Dice, accuracy, sensitivity and specificity at the threshold.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", metavar="DATASET_DIR", help="DRIVE root, or a folder with image/label subfolders")
+    p.add_argument("--split", default="test", help="DRIVE split (default: test)")
+    p.add_argument("--observer", type=int, default=1, choices=[1, 2], help="DRIVE manual observer (default 1)")
+    p.add_argument("--images", help="image subfolder (generic layout)")
+    p.add_argument("--labels", help="label subfolder (generic layout)")
+    p.add_argument("--fov", help="FOV mask subfolder (generic layout; default: the detected FOV)")
+    p.add_argument("--model", help="model bundle folder (default: the shipped bundle)")
+    p.add_argument("--runtime", default="sim", choices=["auto", "acl", "sim"], help="default: sim")
+    p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"],
+                   help="simulator precision (default fp16, as the NPU computes)")
+    p.add_argument("--threshold", type=float, help="binarisation threshold (default: the model's)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON ('-' for stdout)")
+    p.add_argument("--csv", metavar="FILE", help="write per-image rows as CSV ('-' for stdout)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def default_bundle_dir() -> Path:
+    """The shipped bundle: $VESSEL_SEG_MODELS/vessel-unet or <repo>/models/vessel-unet."""
+    import os
+
+    root = os.environ.get("VESSEL_SEG_MODELS")
+    base = Path(root) if root else Path(__file__).resolve().parent.parent / "models"
+    return base / "vessel-unet"
+
+
+def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: str = "fp16",
+             threshold: Optional[float] = None, split: str = "test", observer: int = 1,
+             images: Optional[str] = None, labels: Optional[str] = None, fov: Optional[str] = None,
+             limit: int = 0, progress=None) -> Dict[str, Any]:
+    """Run the product path over a dataset and return the metrics (see module docstring)."""
+    from device import load_bundle, open_session
+    from pipeline.datasets import find_samples
+    from pipeline.preprocess import restore_to_original
+    from pipeline.scoring import roc_auc, threshold_metrics
+    from pipeline.stages import ModelInfo, StageSettings, Stages, WorkItem
+
+    samples = find_samples(dataset, split=split, observer=observer, images=images, labels=labels, fov=fov)
+    if limit:
+        samples = samples[:limit]
+    bundle = load_bundle(str(bundle_dir))
+    thr = float(bundle.threshold if threshold is None else threshold)
+    rows: List[Dict[str, Any]] = []
+    all_s, all_y = [], []
+    t_start = time.perf_counter()
+    with open_session(bundle, runtime=runtime, sim_options={"precision": precision}) as sess:
+        model = ModelInfo.from_bundle(bundle, runtime=sess.runtime_name, precision=precision)
+        stages = Stages(model, StageSettings(max_pixels=200000000, max_bytes=1 << 30), Path("."), name_by="stem")
+        for i, smp in enumerate(samples):
+            t0 = time.perf_counter()
+            job = stages.prepare(WorkItem(id="eval", sha256="", source=smp.image.name, path=smp.image))
+            sess.write_input(0, job.model_input)
+            sess.execute(0)
+            prob512 = sess.read_output(0).reshape(job.pre.geometry.size, job.pre.geometry.size)
+            prob = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
+            _, label, fov_mask = smp.load()
+            if fov_mask is None:
+                fov_mask = job.pre.fov_original
+            s, y = prob[fov_mask], label[fov_mask]
+            all_s.append(s.astype(np.float32))
+            all_y.append(y)
+            row = {"image": smp.name, "auc": roc_auc(s, y)}
+            row.update(threshold_metrics(s, y, thr))
+            row["ms"] = (time.perf_counter() - t0) * 1000.0
+            rows.append(row)
+            if progress:
+                progress("[%d/%d] %s  AUC %.4f  Dice %.4f  (%.0f ms)" % (i + 1, len(samples), smp.name, row["auc"],
+                                                                         row["dice"], row["ms"]))
+        runtime_name = sess.runtime_name
+    s, y = np.concatenate(all_s), np.concatenate(all_y)
+    summary = {"pooled_auc": roc_auc(s, y), "mean_auc": float(np.mean([r["auc"] for r in rows]))}
+    summary.update(threshold_metrics(s, y, thr))
+    return {"dataset": str(dataset), "split": split, "observer": observer, "images": len(rows),
+            "model": {"name": bundle.name, "version": bundle.version, "path": str(bundle_dir)},
+            "runtime": runtime_name, "precision": precision, "aipp": bundle.aipp is not None, "threshold": thr,
+            "summary": summary, "per_image": rows, "seconds": round(time.perf_counter() - t_start, 1)}
+
+
+def format_table(res: Dict[str, Any]) -> str:
+    out = io.StringIO()
+    out.write("%-22s %8s %8s %8s %8s %8s\n" % ("image", "AUC", "Dice", "Acc", "Sens", "Spec"))
+    for r in res["per_image"]:
+        out.write("%-22s %8.4f %8.4f %8.4f %8.4f %8.4f\n" % (r["image"], r["auc"], r["dice"], r["accuracy"],
+                                                            r["sensitivity"], r["specificity"]))
+    s = res["summary"]
+    out.write("-" * 66 + "\n")
+    out.write("%-22s %8.4f %8.4f %8.4f %8.4f %8.4f\n" % ("pooled", s["pooled_auc"], s["dice"], s["accuracy"],
+                                                        s["sensitivity"], s["specificity"]))
+    out.write("mean per-image AUC %.4f | %d images | model %s %s | runtime %s %s%s | threshold %.2f | %.1f s\n" % (
+        s["mean_auc"], res["images"], res["model"]["name"], res["model"]["version"], res["runtime"],
+        res["precision"], " + AIPP/NV12" if res["aipp"] else "", res["threshold"], res["seconds"]))
+    return out.getvalue()
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle_dir = Path(args.model) if args.model else default_bundle_dir()
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    try:
+        res = evaluate(Path(args.dataset), bundle_dir, runtime=args.runtime, precision=args.precision,
+                       threshold=args.threshold, split=args.split, observer=args.observer, images=args.images,
+                       labels=args.labels, fov=args.fov, limit=args.limit, progress=progress)
+    except (FileNotFoundError, ValueError) as exc:
+        sys.stderr.write("vessel-seg evaluate: %s\n" % exc)
+        return 2
+    if args.json != "-" and args.csv != "-":
+        sys.stdout.write(format_table(res))
+    if args.json:
+        _write(args.json, json.dumps(res, indent=2) + "\n")
+    if args.csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["image", "auc", "dice", "accuracy", "sensitivity", "specificity", "ms"])
+        w.writeheader()
+        for r in res["per_image"]:
+            w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
+        _write(args.csv, buf.getvalue())
+    return 0
