@@ -42,26 +42,40 @@ def utc_now_iso(ts: Optional[float] = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
 
 
-def write_result(result_dir: Path, files: Dict[str, bytes], meta: Dict[str, Any]) -> Path:
-    """Write every file atomically, then result.json (which marks the result complete).
-
-    ``files`` maps file names (from ``RESULT_FILES``) to bytes. An existing incomplete folder is reused;
-    a stale result.json is removed first so the folder never looks complete while it is rewritten.
-    """
-    unknown = set(files) - set(RESULT_FILES.values())
-    if unknown:
-        raise ValueError("unknown result file(s): %s" % ", ".join(sorted(unknown)))
+def begin_result(result_dir: Path) -> None:
+    """Prepare a result folder: create it; drop a stale result.json so it never looks complete while rewritten."""
     result_dir.mkdir(parents=True, exist_ok=True)
     stale = result_dir / RESULT_JSON
     if stale.exists():
         stale.unlink()
-    ordered = sorted(files, key=lambda n: (n != "probability.bin", n))
-    for name in ordered:
-        atomic_write_bytes(result_dir / name, files[name])
+
+
+def write_result_file(result_dir: Path, name: str, data: bytes) -> Path:
+    """Write one allow-listed result file atomically."""
+    if name not in RESULT_FILES.values():
+        raise ValueError("unknown result file %r" % (name,))
+    return atomic_write_bytes(result_dir / name, data)
+
+
+def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
+    """Write result.json last (atomically): from now on the result is complete."""
     meta = dict(meta)
-    meta["files"] = {k: v for k, v in RESULT_FILES.items() if v in files}
-    atomic_write_json(result_dir / RESULT_JSON, meta)
-    return result_dir / RESULT_JSON
+    meta["files"] = dict(RESULT_FILES)
+    missing = [n for n in RESULT_FILES.values() if not (result_dir / n).is_file()]
+    if missing:
+        raise RuntimeError("cannot finish %s: missing %s" % (result_dir, ", ".join(missing)))
+    return atomic_write_json(result_dir / RESULT_JSON, meta)
+
+
+def write_result(result_dir: Path, files: Dict[str, bytes], meta: Dict[str, Any]) -> Path:
+    """Write every file atomically (probability.bin first), then result.json."""
+    unknown = set(files) - set(RESULT_FILES.values())
+    if unknown:
+        raise ValueError("unknown result file(s): %s" % ", ".join(sorted(unknown)))
+    begin_result(result_dir)
+    for name in sorted(files, key=lambda n: (n != "probability.bin", n)):
+        write_result_file(result_dir, name, files[name])
+    return finish_result(result_dir, meta)
 
 
 def read_result_json(result_dir: Path) -> Optional[Dict[str, Any]]:

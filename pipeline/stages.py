@@ -1,0 +1,253 @@
+"""The host-side pipeline stages, one job each, shared by the daemon, ``segment`` and ``bench``.
+
+    decode/validate -> preprocess (FOV, colour) -> resize (model input: NV12 for AIPP bundles, else NCHW
+    float) -> [execute on the device: scheduler / SequentialRunner] -> write probability.bin -> render
+    PNGs + result.json
+
+Each stage records its wall time in ``job.timings_ms`` under the names used in result.json.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from pipeline import __version__
+from pipeline.binfile import probability_to_bytes
+from pipeline.decode import DecodedImage, decode_image
+from pipeline.preprocess import (PreprocessParams, Preprocessed, preprocess, restore_to_original,
+                                 rgb_to_nchw_float, rgb_to_nv12)
+from pipeline.render import render_outputs
+from pipeline.results import begin_result, finish_result, utc_now_iso, write_result_file
+
+log = logging.getLogger(__name__)
+
+STAGE_NAMES = ("decode", "preprocess", "resize", "execute", "write_bin", "render")
+
+
+@dataclass
+class WorkItem:
+    """An input waiting to be processed (what the journal knows about it)."""
+
+    id: str
+    sha256: str
+    source: str            # original file name, for result.json and the page
+    path: Path             # where the file is now
+    size: int = 0
+
+
+@dataclass
+class Job:
+    """An item travelling through the stages, with everything the later stages need."""
+
+    item: WorkItem
+    started: float = field(default_factory=time.perf_counter)
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+    decoded: Optional[DecodedImage] = None
+    pre: Optional[Preprocessed] = None
+    model_input: Optional[np.ndarray] = None
+    prob512: Optional[np.ndarray] = None
+    result_path: Optional[Path] = None
+
+
+@dataclass
+class ModelInfo:
+    """What the stages need to know about the model and the runtime executing it."""
+
+    name: str
+    version: str
+    nv12: bool                                  # True: the bundle has AIPP and takes NV12 uint8
+    host_input_shape: Tuple[int, ...]
+    params: PreprocessParams
+    threshold: float                            # the bundle's threshold
+    runtime: str = "sim"
+    precision: str = "fp32"
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, runtime: str = "sim", precision: str = "fp32") -> "ModelInfo":
+        """Derive from a ``device.ModelBundle``."""
+        return cls(name=str(bundle.name), version=str(bundle.version), nv12=bundle.aipp is not None,
+                   host_input_shape=tuple(bundle.host_input_shape),
+                   params=PreprocessParams.from_mapping(bundle.preprocess), threshold=float(bundle.threshold),
+                   runtime=runtime, precision=precision)
+
+
+@dataclass
+class StageSettings:
+    """Settings a SIGHUP may change while running."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 40000000
+    threshold: Optional[float] = None           # None = the model's threshold
+    overlay_alpha: float = 0.6
+    thumb_size: int = 256
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "StageSettings":
+        """From a validated ``Config``."""
+        return cls(max_bytes=config["ingest"]["max_bytes"], max_pixels=config["ingest"]["max_pixels"],
+                   threshold=config["model"]["threshold"], overlay_alpha=config["pipeline"]["overlay_alpha"],
+                   thumb_size=config["pipeline"]["thumb_size"])
+
+
+class _Timer(object):
+    def __init__(self, job: Job, name: str) -> None:
+        self.job, self.name = job, name
+
+    def __enter__(self) -> "_Timer":
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.job.timings_ms[self.name] = (time.perf_counter() - self.t0) * 1000.0
+
+
+class Stages(object):
+    """The host stages bound to one model and a result folder root."""
+
+    def __init__(self, model: ModelInfo, settings: StageSettings, results_dir: Path, name_by: str = "id") -> None:
+        """``name_by``: result folders named by the content id (daemon) or by the input's stem (segment)."""
+        if name_by not in ("id", "stem"):
+            raise ValueError("name_by must be 'id' or 'stem'")
+        self.model = model
+        self.settings = settings
+        self.results_dir = Path(results_dir)
+        self.name_by = name_by
+
+    @property
+    def threshold(self) -> float:
+        """The effective binarisation threshold."""
+        t = self.settings.threshold
+        return self.model.threshold if t is None else float(t)
+
+    # -- host pre-processing
+    def decode(self, job: Job) -> None:
+        """Decode/validate (raises ``DecodeError``: permanent, quarantine)."""
+        with _Timer(job, "decode"):
+            job.decoded = decode_image(job.item.path, self.settings.max_bytes, self.settings.max_pixels)
+
+    def preprocess(self, job: Job) -> None:
+        """FOV detection, square crop + resize to the model size, colour normalisation (lead's module)."""
+        assert job.decoded is not None
+        t0 = time.perf_counter()
+        job.pre = preprocess(job.decoded.rgb, self.model.params)
+        total = (time.perf_counter() - t0) * 1000.0
+        resize_ms = float(job.pre.timings_ms.get("resize", 0.0))
+        job.timings_ms["preprocess"] = max(0.0, total - resize_ms)
+        job.timings_ms["resize"] = resize_ms
+
+    def resize(self, job: Job) -> None:
+        """The host tensor: NV12 uint8 (H*3/2, W) for AIPP bundles, else float32 NCHW in [0, 1]."""
+        assert job.pre is not None
+        t0 = time.perf_counter()
+        if self.model.nv12:
+            arr = rgb_to_nv12(job.pre.model_rgb)
+        else:
+            arr = rgb_to_nchw_float(job.pre.model_rgb)
+        if tuple(arr.shape) != tuple(self.model.host_input_shape):
+            raise ValueError("model input has shape %s, the bundle expects %s"
+                             % (arr.shape, self.model.host_input_shape))
+        job.model_input = np.ascontiguousarray(arr)
+        job.timings_ms["resize"] = job.timings_ms.get("resize", 0.0) + (time.perf_counter() - t0) * 1000.0
+
+    def prepare(self, item: WorkItem) -> Job:
+        """decode -> preprocess -> resize; the job is then ready for the device."""
+        job = Job(item=item)
+        self.decode(job)
+        self.preprocess(job)
+        self.resize(job)
+        return job
+
+    # -- host post-processing
+    def result_dir(self, job: Job) -> Path:
+        """The folder this job's result goes to."""
+        name = job.item.id if self.name_by == "id" else Path(job.item.source).stem
+        return self.results_dir / name
+
+    def write_bin(self, job: Job) -> None:
+        """probability.bin: the raw 512x512 float32 LE output, first file of the result."""
+        assert job.prob512 is not None
+        with _Timer(job, "write_bin"):
+            out_dir = self.result_dir(job)
+            begin_result(out_dir)
+            write_result_file(out_dir, "probability.bin", probability_to_bytes(job.prob512))
+
+    def render(self, job: Job) -> Path:
+        """Restore to the original size, render the images, write them and result.json (last)."""
+        assert job.prob512 is not None and job.pre is not None and job.decoded is not None
+        threshold = self.threshold
+        with _Timer(job, "render"):
+            prob512 = np.asarray(job.prob512, dtype=np.float32).reshape(job.pre.geometry.size, job.pre.geometry.size)
+            prob_full = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
+            rendered = render_outputs(job.decoded.rgb, prob_full, job.pre.fov_original, threshold,
+                                      self.settings.overlay_alpha, self.settings.thumb_size)
+            out_dir = self.result_dir(job)
+            for name in sorted(rendered.files):
+                write_result_file(out_dir, name, rendered.files[name])
+            meta = self.result_meta(job, rendered.vessel_density_fov, rendered.fov_fraction, threshold)
+            meta["vessel_pixels"] = rendered.vessel_pixels
+        # the render time is final only now; result.json carries it
+        meta["timings_ms"]["render"] = round(job.timings_ms["render"], 3)
+        meta["timings_ms"]["total"] = round((time.perf_counter() - job.started) * 1000.0, 3)
+        job.result_path = finish_result(out_dir, meta)
+        return job.result_path
+
+    def finish(self, job: Job) -> Path:
+        """write_bin + render; safe to call again after a failure (e.g. disk full)."""
+        self.write_bin(job)
+        return self.render(job)
+
+    def result_meta(self, job: Job, density: float, fov_fraction: float, threshold: float) -> Dict[str, Any]:
+        """The result.json content (ARCHITECTURE.md), files added by ``finish_result``."""
+        assert job.decoded is not None and job.pre is not None
+        w, h = job.decoded.size
+        size = job.pre.geometry.size
+        timings = {k: round(float(job.timings_ms.get(k, 0.0)), 3) for k in STAGE_NAMES}
+        timings["total"] = round(float(job.timings_ms.get("total", 0.0)), 3)
+        return {
+            "id": job.item.id,
+            "source": job.item.source,
+            "sha256": job.item.sha256,
+            "created": utc_now_iso(),
+            "original_size": [w, h],
+            "model_input_size": [size, size],
+            "model": {"name": self.model.name, "version": self.model.version},
+            "runtime": self.model.runtime,
+            "precision": self.model.precision,
+            "threshold": float(threshold),
+            "vessel_density_fov": round(float(density), 6),
+            "fov_fraction": round(float(fov_fraction), 6),
+            "timings_ms": timings,
+            "input": {"format": job.decoded.format, "mode": job.decoded.mode, "notes": list(job.decoded.notes),
+                      "bytes": job.item.size},
+            "geometry": job.pre.geometry.to_dict(),
+            "pipeline_version": __version__,
+        }
+
+
+class SequentialRunner(object):
+    """No double buffering: one thread decodes, preprocesses, executes (synchronously) and writes.
+
+    Used by ``vessel-seg segment`` and as the baseline of ``vessel-seg bench``.
+    """
+
+    def __init__(self, stages: Stages, device: Any) -> None:
+        self.stages = stages
+        self.device = device
+
+    def execute(self, job: Job) -> None:
+        """Synchronous execute on slot 0."""
+        assert job.model_input is not None
+        with _Timer(job, "execute"):
+            job.prob512 = np.asarray(self.device.infer(0, job.model_input), dtype=np.float32)
+
+    def process(self, item: WorkItem) -> Job:
+        """Run every stage for one item; raises ``DecodeError`` for bad input, device errors as they come."""
+        job = self.stages.prepare(item)
+        self.execute(job)
+        self.stages.finish(job)
+        return job
