@@ -232,7 +232,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         loss.backward()
         opt.step()
         step += 1
-        running = 0.98 * running + 0.02 * float(loss) if step > 1 else float(loss)
+        lv = float(loss.detach())
+        running = 0.98 * running + 0.02 * lv if step > 1 else lv
         now = time.time()
         if step % 20 == 0:
             log.info("step %d  %.1f/%.0f min  loss %.4f  lr %.2e", step, (now - t_start) / 60, budget / 60,

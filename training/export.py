@@ -1,0 +1,110 @@
+"""Export a trained checkpoint as a complete model bundle under ``models/<name>/``.
+
+    python -m training.export --checkpoint runs/unet/best.pt --out models/vessel-unet --name vessel-unet
+
+Writes model.onnx (opset 11, BN folded, 3-channel input for AIPP), aipp.cfg (NV12 -> RGB, full-range BT.601,
+scale 1/255), convert_om.sh and model.yaml (hashes, threshold chosen on validation data, parameters, MACs,
+provenance). Before writing, the ONNX is run through OpenCV's DNN module and compared with torch.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from device.aipp import default_aipp_cfg_text
+from device.bundle import write_bundle
+from device.onnx_proto import encode_model
+from training.models import build_model, count_macs, count_parameters_deployed, export_graph
+
+log = logging.getLogger("training.export")
+
+
+def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: int = 512, seed: int = 0) -> float:
+    """Max |cv2.dnn(onnx) - torch| on a random gray image; raises if above 1e-4."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    gray = rng.random((size, size)).astype(np.float32)
+    model.eval()
+    with torch.no_grad():
+        ref = torch.sigmoid(model(torch.from_numpy(gray)[None, None]))[0, 0].numpy()
+    net = cv2.dnn.readNetFromONNX(np.frombuffer(onnx_bytes, np.uint8))
+    net.setInput(np.repeat(gray[None, None], 3, axis=1))
+    out = net.forward().reshape(size, size)
+    diff = float(np.abs(out - ref).max())
+    if diff > 1e-4:
+        raise RuntimeError("exported ONNX differs from torch by %.3g" % diff)
+    return diff
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="best.pt from training.train")
+    ap.add_argument("--out", required=True, help="bundle folder, e.g. models/vessel-unet")
+    ap.add_argument("--name", help="bundle name (default: the folder's name)")
+    ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--description", default="")
+    ap.add_argument("--threshold", type=float, help="default: the validation-chosen one from summary.json")
+    ap.add_argument("--no-aipp", action="store_true", help="float32 NCHW input instead of NV12 + AIPP")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+
+    ckpt_path = Path(args.checkpoint)
+    ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    summary_path = ckpt_path.parent / "summary.json"
+    summary: Dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    validation = summary.get("validation", {})
+    threshold = args.threshold if args.threshold is not None else float(validation.get("threshold", 0.5))
+
+    graph = export_graph(model)
+    onnx_bytes = encode_model(graph)
+    diff = check_onnx_matches_torch(model, onnx_bytes)
+    log.info("ONNX vs torch max abs difference: %.2e", diff)
+    targs = ckpt["args"]
+    meta: Dict[str, Any] = {
+        "name": args.name or Path(args.out).name,
+        "version": args.version,
+        "description": args.description or ("%s trained on %s" % (ckpt["arch"], Path(targs["data"]).name)),
+        "threshold": round(threshold, 4),
+        "parameters": count_parameters_deployed(model),
+        "macs_512": count_macs(model),
+        "architecture": {"arch": ckpt["arch"], **{k: list(v) if isinstance(v, tuple) else v
+                                                 for k, v in ckpt.get("arch_kwargs", {}).items()}},
+        "preprocess": ckpt["preprocess"],
+        "provenance": {
+            "trained_by": "python -m training.train (this repository)",
+            "dataset": "%s split '%s': %d training images, %d held out for validation (%s)" % (
+                Path(targs["data"]).name, targs["split"], len(summary.get("train_images", [])),
+                len(summary.get("val_images", [])), ", ".join(summary.get("val_images", []))),
+            "recipe": targs["recipe"],
+            "command": "python -m training.train --data DATA --run RUN --arch %s --recipe %s --budget-min %s "
+                       "--patch %s --batch %s --seed %s" % (targs["arch"], targs["recipe"], targs["budget_min"],
+                                                            targs["patch"], targs["batch"], targs["seed"]),
+            "steps": summary.get("steps", ckpt["step"]),
+            "best_step": ckpt["step"],
+            "training_minutes": summary.get("minutes"),
+            "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "metrics": {"validation": {k: round(float(v), 4) for k, v in validation.items()}},
+    }
+    aipp_text = None if args.no_aipp else default_aipp_cfg_text(512, 512)
+    bundle = write_bundle(args.out, graph, meta, aipp_text)
+    log.info("wrote bundle %s (%s %s, %d parameters, %.2f GMAC, threshold %.2f)", bundle.path, bundle.name,
+             bundle.version, meta["parameters"], meta["macs_512"] / 1e9, threshold)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
