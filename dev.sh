@@ -20,11 +20,11 @@ setup() {
     fi
     # Reinstall when pyproject.toml changes.
     local stamp
-    stamp="$VENV/.vessel-seg-$(cksum < pyproject.toml | cut -d' ' -f1)"
+    stamp="$VENV/.vessel-seg-$(cksum < pyproject.toml | cut -d' ' -f1)-${VESSEL_SEG_EXTRAS:-test}"
     if [ ! -f "$stamp" ]; then
         echo "dev.sh: installing vessel-seg and its dependencies into $VENV"
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e ".[test]"
+        "$VENV/bin/python" -m pip install -q -e ".[${VESSEL_SEG_EXTRAS:-test}]"
         rm -f "$VENV"/.vessel-seg-*
         touch "$stamp"
     fi
