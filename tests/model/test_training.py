@@ -1,0 +1,72 @@
+"""Training end to end on a tiny synthetic dataset: train, resume, export a bundle, evaluate it.
+
+Needs the optional ``training`` extra (torch); skipped without it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from camera.synthetic import make_fundus  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic_dataset")
+    for sub in ("images", "labels", "fov"):
+        (root / sub).mkdir()
+    for i in range(4):
+        rgb, vessels, fov = make_fundus(300, 280, seed=10 + i)
+        cv2.imwrite(str(root / "images" / ("%02d.png" % i)), rgb[:, :, ::-1])
+        cv2.imwrite(str(root / "labels" / ("%02d.png" % i)), vessels.astype(np.uint8) * 255)
+        cv2.imwrite(str(root / "fov" / ("%02d.png" % i)), fov.astype(np.uint8) * 255)
+    return root
+
+
+def _train(dataset: Path, run: Path, *extra: str) -> int:
+    from training.train import main
+
+    return main(["--data", str(dataset), "--images", "images", "--labels", "labels", "--fov", "fov",
+                 "--run", str(run), "--channels", "4,8", "--patch", "64", "--batch", "2", "--val-count", "1",
+                 "--threads", "1", "--val-every-s", "0", *extra])
+
+
+def test_training_resumes_where_it_stopped_and_exports_a_bundle_the_simulator_runs(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert _train(dataset, run, "--max-steps", "3") == 0
+    first = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert first["step"] == 3
+    assert _train(dataset, run, "--resume", "--max-steps", "5") == 0
+    second = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert second["step"] == 5 and len(second["history"]) > len(first["history"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_images"] == ["03"] and "03" not in summary["train_images"]
+    assert 0.0 <= summary["validation"]["auc"] <= 1.0
+
+    from training.export import main as export_main
+
+    bundle_dir = tmp_path / "models" / "tiny"
+    assert export_main(["--checkpoint", str(run / "best.pt"), "--out", str(bundle_dir)]) == 0
+    from device import load_bundle
+
+    bundle = load_bundle(str(bundle_dir))
+    assert bundle.aipp is not None and bundle.meta["parameters"] > 0
+
+    from pipeline.evaluate import evaluate
+
+    res = evaluate(dataset, bundle_dir, precision="fp32", images="images", labels="labels", fov="fov")
+    assert res["images"] == 4 and 0.0 <= res["summary"]["pooled_auc"] <= 1.0
+
+
+def test_the_reference_architecture_has_the_published_size():
+    from training.models import build_model, count_macs, count_parameters_deployed
+
+    ref = build_model("reference")
+    assert 27000 < count_parameters_deployed(ref) < 29000
+    assert 7.2e9 < count_macs(ref) < 7.6e9
