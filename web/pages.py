@@ -1,0 +1,107 @@
+"""HTML pages blueprint: dashboard, results list, result detail (+ its files), failures, upload."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+from flask import Blueprint, Response, redirect, render_template, request, send_file, url_for
+
+from web.context import app_config, get_daemon, web_state
+from web.errors import error_response
+from web.pagination import parse_page
+from web.pending import lookup_result
+from web.presenters import StatusUnavailable, json_safe, list_item, read_status, result_detail
+from web.result_files import ALLOWED_FILES, is_allowed_file, is_valid_result_id
+from web.upload_flow import accept_upload
+from web.uploads import SUPPORTED_DESCRIPTION, UploadRejected
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("pages", __name__)
+
+DASHBOARD_RESULTS = 12
+
+
+def _status_or_none() -> Optional[Dict[str, Any]]:
+    try:
+        return read_status(get_daemon())
+    except StatusUnavailable:
+        return None
+
+
+@bp.route("/")
+def dashboard() -> str:
+    """Runtime, health, queue, throughput, stage latency, last hour, newest results (JS keeps it live)."""
+    store = get_daemon().results
+    items = [list_item(store, r) for r in store.list(0, DASHBOARD_RESULTS)]
+    return render_template("dashboard.html", status=_status_or_none(), items=items, active="dashboard")
+
+
+@bp.route("/results")
+def results_list() -> Any:
+    """All results, newest first, paginated with ?page=."""
+    try:
+        page = parse_page(request.args)
+    except ValueError as exc:
+        return error_response(400, str(exc))
+    store = get_daemon().results
+    records = store.list(page.offset, page.limit + 1)
+    items = [list_item(store, r) for r in records[: page.limit]]
+    return render_template("results.html", items=items, page=page.page, per_page=page.limit,
+                           has_more=len(records) > page.limit, status=_status_or_none(), active="results")
+
+
+@bp.route("/results/<result_id>")
+def result_page(result_id: str) -> Any:
+    """One result: images side by side, overlay control, zoom, metrics, timings, downloads."""
+    if not is_valid_result_id(result_id):
+        return error_response(404, "No result with this id.")
+    store = get_daemon().results
+    record = lookup_result(store, web_state().recent_uploads, result_id)
+    if record is None:
+        return error_response(404, "No result with this id.")
+    detail = result_detail(store, record)
+    available = {d["name"] for d in detail["downloads"]}
+    base_name = "input.jpg" if "input.jpg" in available else "overlay.png"
+    return render_template("result.html", r=detail, available=available, base_name=base_name,
+                           status=_status_or_none(), active="results")
+
+
+@bp.route("/results/<result_id>/<name>")
+def result_file(result_id: str, name: str) -> Response:
+    """A result file, only for a valid id and an allow-listed name; ?download=1 forces an attachment."""
+    if not is_valid_result_id(result_id) or not is_allowed_file(name):
+        return error_response(404, "No such file.")
+    path = get_daemon().results.file_path(result_id, name)
+    if path is None:
+        return error_response(404, "No such file.")
+    kind = ALLOWED_FILES[name]
+    attach = request.args.get("download") == "1" or not kind.inline
+    resp = send_file(str(path), mimetype=kind.mimetype, as_attachment=attach,
+                     download_name="{}_{}".format(result_id, name), conditional=True)
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp
+
+
+@bp.route("/failures")
+def failures() -> str:
+    """Quarantined inputs with their reasons."""
+    items = json_safe(get_daemon().results.quarantined())
+    for item in items:
+        rid = item.get("id")
+        item["url"] = url_for("pages.result_page", result_id=rid) if is_valid_result_id(rid) else None
+    return render_template("failures.html", items=items, status=_status_or_none(), active="failures")
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+def upload() -> Any:
+    """Upload form (JS: XHR with progress to /api/upload); the plain form POST works without JS too."""
+    limit_mb = app_config()["max_upload_bytes"] / 1e6
+    if request.method == "POST":
+        try:
+            result_id = accept_upload()
+        except UploadRejected as exc:
+            return error_response(exc.status, exc.message)
+        return redirect(url_for("pages.result_page", result_id=result_id), code=303)
+    return render_template("upload.html", limit_mb=limit_mb, formats=SUPPORTED_DESCRIPTION,
+                           status=_status_or_none(), active="upload")

@@ -1,0 +1,153 @@
+"""Turn what the daemon and its result store return into JSON-safe dicts for the API and the templates.
+
+The web never exposes filesystem paths: keys such as ``path`` / ``original_path`` are dropped, and files are
+referenced by URL (``/results/<id>/<name>``) only.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+from pathlib import PurePath
+from typing import Any, Dict, List, Mapping, Optional
+
+from flask import url_for
+
+from web.result_files import ALLOWED_FILES, DOWNLOAD_ORDER
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "processing", "done", "failed")
+STAGE_ORDER = ("decode", "preprocess", "resize", "execute", "write_bin", "render", "total")
+_HIDDEN_KEYS = frozenset(("path", "original_path", "data_dir", "capture_dir"))
+_INT_STATUS_KEYS = ("processed", "failed", "queued")
+
+
+class StatusUnavailable(Exception):
+    """daemon.status() failed or returned something unusable."""
+
+
+def json_safe(value: Any) -> Any:
+    """Recursively convert to JSON types: numpy scalars/arrays, tuples, datetimes; NaN/inf become None."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items() if str(k) not in _HIDDEN_KEYS}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, PurePath):
+        return value.name
+    if hasattr(value, "tolist"):  # numpy scalar or array, without importing numpy here
+        return json_safe(value.tolist())
+    return str(value)
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def read_status(daemon: Any) -> Dict[str, Any]:
+    """daemon.status() as a JSON-safe dict with integer processed/failed/queued; raises StatusUnavailable."""
+    try:
+        raw = daemon.status()
+    except Exception as exc:
+        log.exception("daemon.status() failed")
+        raise StatusUnavailable("daemon status unavailable: {}".format(type(exc).__name__))
+    if not isinstance(raw, Mapping):
+        raise StatusUnavailable("daemon status unavailable: not a mapping")
+    status = json_safe(raw)
+    for key in _INT_STATUS_KEYS:
+        status[key] = _as_int(status.get(key))
+    status.setdefault("health", "failed")
+    status.setdefault("runtime", None)
+    status.setdefault("model", None)
+    if not isinstance(status.get("runtime_info"), dict):
+        status["runtime_info"] = {}
+    return status
+
+
+def health_problem(status: Mapping[str, Any]) -> Optional[str]:
+    """None when pipeline and device are healthy, else the reason."""
+    health = status.get("health")
+    device_state = status.get("device_state")
+    pipeline_state = status.get("pipeline_state")
+    if health != "ok":
+        return str(status.get("health_reason") or "health is {}".format(health))
+    if device_state is not None and device_state != "ready":
+        return "device is {}".format(device_state)
+    if pipeline_state in ("stopped", "draining"):
+        return "pipeline is {}".format(pipeline_state)
+    return None
+
+
+def ordered_stages(timings: Any) -> List[Dict[str, Any]]:
+    """[{"stage", "ms"}] in pipeline order (unknown stages after the known ones, ``total`` last)."""
+    if not isinstance(timings, Mapping):
+        return []
+    known = [s for s in STAGE_ORDER if s in timings and s != "total"]
+    extra = sorted(s for s in timings if s not in STAGE_ORDER)
+    names = known + extra + (["total"] if "total" in timings else [])
+    out = []
+    for name in names:
+        value = timings[name]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.append({"stage": str(name), "ms": float(value)})
+    return out
+
+
+def _state_of(record: Mapping[str, Any]) -> str:
+    state = record.get("state")
+    if state in STATES:
+        return str(state)
+    return "done" if record.get("files") else "queued"
+
+
+def file_url(result_id: str, name: str, download: bool = False) -> str:
+    """URL of an allow-listed result file."""
+    if download:
+        return url_for("pages.result_file", result_id=result_id, name=name, download=1)
+    return url_for("pages.result_file", result_id=result_id, name=name)
+
+
+def list_item(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
+    """One entry of /api/results: the store's summary plus state and URLs."""
+    item = json_safe(record)
+    rid = str(item.get("id") or "")
+    item["state"] = _state_of(record)
+    for key in ("source", "created"):
+        item.setdefault(key, None)
+    item["url"] = url_for("pages.result_page", result_id=rid)
+    item["api_url"] = url_for("api.result", result_id=rid)
+    has_thumb = item["state"] == "done" and store.file_path(rid, "thumb.jpg") is not None
+    item["thumb_url"] = file_url(rid, "thumb.jpg") if has_thumb else None
+    return item
+
+
+def result_detail(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
+    """Everything the result page and /api/results/<id> show: metadata, timings and available files."""
+    detail = json_safe(record)
+    rid = str(detail.get("id") or "")
+    detail["state"] = _state_of(record)
+    for key in ("source", "created"):
+        detail.setdefault(key, None)
+    detail["url"] = url_for("pages.result_page", result_id=rid)
+    files = []
+    if detail["state"] == "done":
+        for name in DOWNLOAD_ORDER:
+            if store.file_path(rid, name) is None:
+                continue
+            kind = ALLOWED_FILES[name]
+            files.append({"name": name, "label": kind.label, "url": file_url(rid, name),
+                          "download_url": file_url(rid, name, download=True)})
+    detail["downloads"] = files
+    detail["stages"] = ordered_stages(detail.get("timings_ms"))
+    return detail
