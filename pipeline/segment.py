@@ -1,0 +1,113 @@
+"""``vessel-seg segment --out DIR IMAGE...``: the same stages as the daemon, once, in the foreground.
+
+Each IMAGE gets DIR/<stem>/ with probability.bin, probability.png, mask.png, overlay.png, thumb.jpg and
+result.json. Input files are only read (never moved). Bad inputs are reported and skipped; the exit
+status is 1 if any image failed, 2 for usage/configuration errors.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, List
+
+from pipeline.cli import err, out
+from pipeline.config import ConfigError, load_config, set_key
+
+log = logging.getLogger(__name__)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(str(path), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment every image; see the module docstring for exit codes."""
+    from pipeline.decode import DecodeError
+    from pipeline.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
+    from pipeline.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
+
+    try:
+        cfg = load_config(args.config)
+        if args.runtime:
+            set_key(cfg, "device.runtime", args.runtime)
+        if args.threshold is not None:
+            set_key(cfg, "model.threshold", args.threshold)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err("vessel-seg segment: %s" % issue)
+        return 2
+    images = [Path(p) for p in args.images]
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        err("vessel-seg segment: no such file: %s" % ", ".join(missing))
+        return 2
+    stems: dict = {}
+    for p in images:
+        stems.setdefault(p.stem, []).append(str(p))
+    clashes = [v for v in stems.values() if len(v) > 1]
+    if clashes:
+        err("vessel-seg segment: inputs share an output folder name (stem): %s"
+            % "; ".join(", ".join(c) for c in clashes))
+        return 2
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        bundle = load_model_bundle(cfg, Path(args.model) if args.model else None)
+    except Exception as exc:
+        err("vessel-seg segment: %s" % exc)
+        return 1
+    device = make_device(bundle, cfg)
+    try:
+        device.open()
+    except Exception as exc:
+        err("vessel-seg segment: cannot open the device: %s" % exc)
+        return 1
+    failures: List[str] = []
+    try:
+        device.bind_thread()
+        runtime, precision = runtime_name_and_precision(device, cfg)
+        warning = (getattr(device, "runtime_info", None) or {}).get("warning")
+        if warning:
+            log.warning("%s", warning)
+        stages = Stages(ModelInfo.from_bundle(bundle, runtime=runtime, precision=precision),
+                        StageSettings.from_config(cfg), out_dir, name_by="stem")
+        runner = SequentialRunner(stages, device)
+        for path in images:
+            try:
+                sha = _sha256(path)
+                item = WorkItem(id=sha[:16], sha256=sha, source=path.name, path=path, size=path.stat().st_size)
+                job = runner.process(item)
+            except DecodeError as exc:
+                failures.append(path.name)
+                err("%s: %s (%s)" % (path, exc.reason, exc.detail))
+                continue
+            except OSError as exc:
+                failures.append(path.name)
+                err("%s: %s" % (path, exc))
+                continue
+            _report(args, path, job, stages)
+    finally:
+        device.close()
+    if failures:
+        err("%d of %d image(s) failed" % (len(failures), len(images)))
+        return 1
+    return 0
+
+
+def _report(args: argparse.Namespace, path: Path, job: Any, stages: Any) -> None:
+    result_dir = stages.result_dir(job)
+    if args.json:
+        with open(str(result_dir / "result.json"), "r", encoding="utf-8") as fh:
+            out(json.dumps(json.load(fh), sort_keys=True))
+        return
+    with open(str(result_dir / "result.json"), "r", encoding="utf-8") as fh:
+        meta = json.load(fh)
+    out("%s -> %s  vessel density %.3f  %.0f ms" % (path, result_dir, meta["vessel_density_fov"],
+                                                     meta["timings_ms"]["total"]))
