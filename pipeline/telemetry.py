@@ -103,9 +103,8 @@ class Metrics(object):
                         since: Optional[float] = None) -> float:
         """Events per minute over the last ``window_s`` seconds (a shorter window if ``since`` is later)."""
         now = time.monotonic() if now is None else now
-        n = self.count_since(name, window_s, now)
         span = window_s if since is None else min(window_s, max(now - since, 1.0))
-        return n * 60.0 / span
+        return self.count_since(name, span, now) * 60.0 / span
 
     def median_ms(self) -> Dict[str, float]:
         """Median of the recent latencies per stage, in milliseconds."""
