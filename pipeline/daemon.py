@@ -145,7 +145,7 @@ class Daemon(object):
         self.device = make_device(self.bundle, cfg)
         self._status_to_systemd("starting: opening the device")
         try:
-            self.device.open()
+            self.device.start()
         except Exception as exc:
             raise DaemonError("cannot open the device: %s" % exc)
         self._runtime, self._precision = runtime_name_and_precision(self.device, cfg)

@@ -23,11 +23,12 @@ permissions) -> pause("disk") and retry the same write; nothing partial is left 
 """
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -269,50 +270,49 @@ class Scheduler(object):
                 self.dev_q.close()
 
     # ------------------------------------------------------------------ device thread
-    def _launch(self, slot: int, job: Job) -> None:
+    def _submit(self, slot: int, job: Job) -> None:
+        """Write the job's input into ``slot`` and enqueue its execute (returns at once)."""
         job.timings_ms["_exec_t0"] = time.perf_counter()
-        with self._lock:
-            self._executing += 1
-        self.device.write_input(slot, job.model_input)
-        self.device.execute_async(slot)
+        self.device.submit(slot, job.model_input)
 
     def _collect(self, slot: int, job: Job) -> None:
-        self.device.wait()
-        job.prob512 = np.asarray(self.device.read_output(slot), dtype=np.float32)
+        """Wait for the execute on ``slot`` and read its output."""
+        job.prob512 = np.asarray(self.device.collect(slot), dtype=np.float32)
         self._executed(job)
 
-    def _executed(self, job: Job) -> None:
+    @staticmethod
+    def _executed(job: Job) -> None:
         t0 = job.timings_ms.pop("_exec_t0", None)
         if t0 is not None:
             job.timings_ms["execute"] = (time.perf_counter() - t0) * 1000.0
-        with self._lock:
-            self._executing = max(0, self._executing - 1)
 
     def _execute_with_retry(self, slot: int, job: Job) -> bool:
         """Synchronous execute, retried every retry_interval_s while the device fails. False on abort."""
         while not self._abort.is_set():
             try:
-                if "_exec_t0" not in job.timings_ms:
-                    job.timings_ms["_exec_t0"] = time.perf_counter()
-                    with self._lock:
-                        self._executing += 1
+                if self._device_state() == "failed" and hasattr(self.device, "restart"):
+                    log.info("restarting the failed device")
+                    self.device.restart()
+                job.timings_ms["_exec_t0"] = time.perf_counter()
                 job.prob512 = np.asarray(self.device.infer(slot, job.model_input), dtype=np.float32)
                 self._executed(job)
                 self.resume("device")
                 return True
             except Exception as exc:
-                self._device_trouble(exc)
                 job.timings_ms.pop("_exec_t0", None)
-                with self._lock:
-                    self._executing = max(0, self._executing - 1)
+                self._device_trouble(exc)
                 if self._abort.wait(self.retry_interval_s):
                     break
         return False
 
+    def _device_state(self) -> str:
+        state = getattr(self.device, "state", "")
+        return str(getattr(state, "value", state))
+
     def _device_trouble(self, exc: BaseException) -> None:
         self.metrics.inc("device_errors")
-        state = getattr(getattr(self.device, "state", None), "value", getattr(self.device, "state", ""))
-        self.pause("device error (%s): %s" % (state or "error", exc), kind="device")
+        log.warning("device error: %s", exc)
+        self.pause("device error (%s): %s" % (self._device_state() or "error", exc), kind="device")
 
     def _emit(self, job: Job) -> bool:
         if not self.post_q.put(job):
@@ -321,68 +321,78 @@ class Scheduler(object):
         return True
 
     def _device_loop(self) -> None:
-        try:
+        """Double buffering: keep up to two jobs submitted (one per slot); collect the oldest, refill.
+
+        While slot A executes, the next job's input is already written into slot B and its execute queued,
+        so the device never waits for the host. Failures fall back to a synchronous, retried execute of
+        each affected job (never dropped).
+        """
+        pending: "collections.deque[Tuple[int, Job]]" = collections.deque()
+
+        def free_slot() -> int:
+            return 1 - pending[-1][0] if pending else 0
+
+        def submit(job: Job) -> bool:
+            """Submit into the free slot; on failure redo everything in flight synchronously."""
+            slot = free_slot()
             try:
-                self.device.bind_thread()
-            except Exception:
-                log.exception("binding the device context to the device thread failed")
-            slot = 0
-            pending: Optional[Job] = None
+                self._submit(slot, job)
+                pending.append((slot, job))
+                self._executing = len(pending)
+                return True
+            except Exception as exc:
+                self._device_trouble(exc)
+                redo = [j for _, j in pending] + [job]
+                pending.clear()
+                return self._redo(redo)
+
+        try:
             while not self._abort.is_set():
-                if pending is None:
-                    job = self.dev_q.get()
+                while len(pending) < 2:           # block for work only when nothing is in flight
+                    job = self.dev_q.get() if not pending else self.dev_q.get_nowait()
                     if job is None:
                         break
-                    try:
-                        self._launch(slot, job)
-                        pending = job
-                    except Exception as exc:
-                        self._device_trouble(exc)
-                        self._executed(job)
-                        if not self._execute_with_retry(slot, job) or not self._emit(job):
-                            break
-                    continue
-                nxt = self.dev_q.get_nowait()
-                try:
-                    if nxt is not None:
-                        self.device.write_input(1 - slot, nxt.model_input)   # overlaps the running execute
-                    self._collect(slot, pending)
-                except Exception as exc:
-                    self._device_trouble(exc)
-                    self._executed(pending)
-                    redo = [pending] + ([nxt] if nxt is not None else [])
-                    pending = None
-                    ok = True
-                    for j in redo:
-                        ok = self._execute_with_retry(slot, j) and self._emit(j)
-                        if not ok:
-                            break
-                    if not ok:
+                    if not submit(job):
+                        return
+                if not pending:
+                    if self.dev_q.closed and len(self.dev_q) == 0:
                         break
                     continue
+                slot, job = pending.popleft()
+                try:
+                    self._collect(slot, job)
+                except Exception as exc:
+                    self._device_trouble(exc)
+                    redo = [job] + [j for _, j in pending]
+                    pending.clear()
+                    if not self._redo(redo):
+                        return
+                    continue
+                self._executing = len(pending)
                 self.resume("device")
-                done, pending = pending, None
-                if nxt is not None:
-                    try:
-                        nxt.timings_ms["_exec_t0"] = time.perf_counter()
-                        with self._lock:
-                            self._executing += 1
-                        self.device.execute_async(1 - slot)
-                        slot, pending = 1 - slot, nxt
-                    except Exception as exc:
-                        self._device_trouble(exc)
-                        self._executed(nxt)
-                        if not self._execute_with_retry(slot, nxt):
-                            break
-                        if not self._emit(done) or not self._emit(nxt):
-                            break
-                        continue
-                if not self._emit(done):
-                    break
+                # refill before handing the output on, so the device stays busy while post_q is full
+                if len(pending) < 2:
+                    nxt = self.dev_q.get_nowait()
+                    if nxt is not None and not submit(nxt):
+                        return
+                if not self._emit(job):
+                    return
         except Exception:
             log.exception("device thread crashed")
         finally:
+            self._executing = 0
             self.post_q.close()
+
+    def _redo(self, jobs: List[Job]) -> bool:
+        """Run jobs synchronously (with retries) in order and hand them on; False on abort."""
+        for j in jobs:
+            j.timings_ms.pop("_exec_t0", None)
+            self._executing = 1
+            ok = self._execute_with_retry(0, j)
+            self._executing = 0
+            if not ok or not self._emit(j):
+                return False
+        return True
 
     # ------------------------------------------------------------------ post workers
     def _post_worker(self) -> None:

@@ -65,13 +65,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     device = make_device(bundle, cfg)
     try:
-        device.open()
+        device.start()
     except Exception as exc:
         err("vessel-seg segment: cannot open the device: %s" % exc)
         return 1
     failures: List[str] = []
     try:
-        device.bind_thread()
         runtime, precision = runtime_name_and_precision(device, cfg)
         warning = (getattr(device, "runtime_info", None) or {}).get("warning")
         if warning:

@@ -58,9 +58,11 @@ def fake_output(arr: np.ndarray) -> np.ndarray:
 
 
 class FakeDevice(object):
-    """Session-like device with two slots; async execute runs in a worker thread taking ``device_time_s``.
+    """The ResilientDevice protocol the pipeline uses (start/close/submit/collect/infer/restart/state/busy_since).
 
-    ``events`` records (kind, slot, monotonic time). ``fail_next`` makes the next N executes raise.
+    Async executes run one after another on an emulated stream (a chain of threads), each taking
+    ``device_time_s``. ``events`` records (kind, slot, monotonic time) with kinds write/launch/done/read.
+    ``fail_next`` makes the next N submits or infers raise; ``hang`` blocks executes while set.
     """
 
     def __init__(self, device_time_s: float = 0.0) -> None:
@@ -71,30 +73,23 @@ class FakeDevice(object):
         self.fail_next = 0
         self.state = "ready"
         self.last_error = ""
-        self.busy_since: Optional[float] = None
         self.runtime_info = {"runtime": "fake", "warning": None}
-        self._thread: Optional[threading.Thread] = None
+        self._threads: Dict[int, threading.Thread] = {}
+        self._last: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self._inflight: Dict[int, float] = {}
         self.executes = 0
+        self.restarts = 0
         self.hang = threading.Event()
+
+    @property
+    def busy_since(self) -> Optional[float]:
+        with self._lock:
+            return min(self._inflight.values()) if self._inflight else None
 
     def _log(self, kind: str, slot: int) -> None:
         with self._lock:
             self.events.append((kind, slot, time.monotonic()))
-
-    def bind_thread(self) -> None:
-        self._log("bind", -1)
-
-    def write_input(self, slot: int, arr: np.ndarray) -> None:
-        self._log("write", slot)
-        self.inputs[slot] = np.array(arr, copy=True)
-
-    def _run(self, slot: int) -> None:
-        if self.device_time_s:
-            time.sleep(self.device_time_s)
-        while self.hang.is_set():
-            time.sleep(0.01)
-        self.outputs[slot] = fake_output(self.inputs[slot])
 
     def _check_fault(self) -> None:
         if self.fail_next > 0:
@@ -102,38 +97,55 @@ class FakeDevice(object):
             self.last_error = "acl.mdl.execute failed: 507011 (injected)"
             raise RuntimeError(self.last_error)
 
-    def execute_async(self, slot: int) -> None:
-        self._check_fault()
+    def _execute(self, slot: int, after: Optional[threading.Thread]) -> None:
+        if after is not None:
+            after.join()
         self._log("launch", slot)
-        self.busy_since = time.monotonic()
-        self._thread = threading.Thread(target=self._run, args=(slot,))
-        self._thread.start()
+        if self.device_time_s:
+            time.sleep(self.device_time_s)
+        while self.hang.is_set():
+            time.sleep(0.01)
+        self.outputs[slot] = fake_output(self.inputs[slot])
+        self._log("done", slot)
 
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self.busy_since = None
+    def submit(self, slot: int, arr: np.ndarray) -> None:
+        self._check_fault()
+        self._log("write", slot)
+        self.inputs[slot] = np.array(arr, copy=True)
+        with self._lock:
+            self._inflight[slot] = time.monotonic()
+        t = threading.Thread(target=self._execute, args=(slot, self._last))
+        self._threads[slot] = t
+        self._last = t
+        t.start()
+
+    def collect(self, slot: int) -> np.ndarray:
+        self._threads.pop(slot).join()
+        with self._lock:
+            self._inflight.pop(slot, None)
         self.executes += 1
-        self._log("done", -1)
-
-    def read_output(self, slot: int) -> np.ndarray:
         self._log("read", slot)
         return self.outputs[slot].copy()
 
     def infer(self, slot: int, arr: np.ndarray) -> np.ndarray:
-        self.write_input(slot, arr)
         self._check_fault()
-        self._log("launch", slot)
-        self.busy_since = time.monotonic()
-        self._run(slot)
-        self.busy_since = None
+        self._log("write", slot)
+        self.inputs[slot] = np.array(arr, copy=True)
+        with self._lock:
+            self._inflight[slot] = time.monotonic()
+        self._execute(slot, None)
+        with self._lock:
+            self._inflight.pop(slot, None)
         self.executes += 1
-        self._log("done", -1)
-        return self.read_output(slot)
+        self._log("read", slot)
+        return self.outputs[slot].copy()
 
-    def open(self) -> None:
-        pass
+    def restart(self) -> None:
+        self.restarts += 1
+        self.state = "ready"
+
+    def start(self) -> "FakeDevice":
+        return self
 
     def close(self) -> None:
         pass

@@ -87,7 +87,7 @@ def test_device_thread_double_buffers_over_two_slots(tmp_path):
     s.stop(5.0)
     launches = [slot for kind, slot, _ in dev.events if kind == "launch"]
     assert len(launches) == 4 and set(launches) == {0, 1}
-    # some input write into one slot happened while the other slot was executing
+    # the next input was written into the other slot while a slot was executing
     overlapped = 0
     running = None
     for kind, slot, _ in dev.events:
@@ -98,7 +98,6 @@ def test_device_thread_double_buffers_over_two_slots(tmp_path):
         elif kind == "write" and running is not None and slot != running:
             overlapped += 1
     assert overlapped >= 1
-    assert [k for k, _, _ in dev.events].count("bind") == 1
 
 
 def test_bad_input_is_rejected_and_the_rest_continue(tmp_path):
