@@ -13,7 +13,7 @@ from web.security import apply_security_headers
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_UPLOAD_BYTES = 50 * 1000 * 1000
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # same default as config web.max_upload_bytes
 
 REQUIRED_DAEMON_API = ("status", "submit_upload", "results")
 
@@ -35,7 +35,7 @@ def create_app(daemon: Any, config: Optional[Dict[str, Any]] = None) -> Flask:
     """Build the status-page app around ``daemon`` (see docs/ARCHITECTURE.md "Daemon state handed to the web").
 
     config keys: ``token`` (optional str: protects everything but /healthz and /static), ``max_upload_bytes``
-    (default 50 MB). The daemon is stored in ``app.extensions["vessel_seg"]``, never in a module global.
+    (default 50 MiB). The daemon is stored in ``app.extensions["vessel_seg"]``, never in a module global.
     """
     missing = [name for name in REQUIRED_DAEMON_API if not hasattr(daemon, name)]
     if missing:

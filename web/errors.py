@@ -10,6 +10,8 @@ from typing import Tuple
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from web.uploads import human_size
+
 log = logging.getLogger(__name__)
 
 JSON_PREFIXES = ("/api/", "/healthz", "/metrics")
@@ -54,7 +56,7 @@ def _message_for(exc: HTTPException) -> str:
     if code == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         if limit:
-            return "upload too large: the limit is {:.0f} MB".format(limit / 1e6)
+            return "upload too large: the limit is {}".format(human_size(int(limit)))
     return _FRIENDLY.get(code, exc.name)
 
 

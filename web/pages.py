@@ -13,7 +13,7 @@ from web.pending import lookup_result
 from web.presenters import StatusUnavailable, json_safe, list_item, read_status, result_detail
 from web.result_files import ALLOWED_FILES, is_allowed_file, is_valid_result_id
 from web.upload_flow import accept_upload
-from web.uploads import SUPPORTED_DESCRIPTION, UploadRejected
+from web.uploads import SUPPORTED_DESCRIPTION, UploadRejected, human_size
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +96,12 @@ def failures() -> str:
 @bp.route("/upload", methods=["GET", "POST"])
 def upload() -> Any:
     """Upload form (JS: XHR with progress to /api/upload); the plain form POST works without JS too."""
-    limit_mb = app_config()["max_upload_bytes"] / 1e6
+    limit = human_size(app_config()["max_upload_bytes"])
     if request.method == "POST":
         try:
             result_id = accept_upload()
         except UploadRejected as exc:
             return error_response(exc.status, exc.message)
         return redirect(url_for("pages.result_page", result_id=result_id), code=303)
-    return render_template("upload.html", limit_mb=limit_mb, formats=SUPPORTED_DESCRIPTION,
+    return render_template("upload.html", limit=limit, formats=SUPPORTED_DESCRIPTION,
                            status=_status_or_none(), active="upload")

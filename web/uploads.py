@@ -36,16 +36,20 @@ class ImageFormat(NamedTuple):
     extension: str
 
 
-# magic prefix -> format. TIFF covers DRIVE's .tif files; BMP is what some camera SDKs emit.
+# magic prefix -> format. The same formats the daemon's ingest reads (config ingest.extensions): TIFF covers
+# DRIVE's .tif files, BMP/PPM are what some camera SDKs emit. WebP is checked separately (RIFF container).
 _MAGIC = (
     (b"\xff\xd8\xff", ImageFormat("JPEG", ".jpg")),
     (b"\x89PNG\r\n\x1a\n", ImageFormat("PNG", ".png")),
     (b"II*\x00", ImageFormat("TIFF", ".tif")),
     (b"MM\x00*", ImageFormat("TIFF", ".tif")),
     (b"BM", ImageFormat("BMP", ".bmp")),
+    (b"P6", ImageFormat("PPM", ".ppm")),
+    (b"P5", ImageFormat("PPM", ".ppm")),
 )
+_WEBP = ImageFormat("WEBP", ".webp")
 
-SUPPORTED_DESCRIPTION = "JPEG, PNG, TIFF or BMP"
+SUPPORTED_DESCRIPTION = "JPEG, PNG, TIFF, BMP, PPM or WebP"
 
 
 def sniff_format(data: bytes) -> Optional[ImageFormat]:
@@ -53,7 +57,18 @@ def sniff_format(data: bytes) -> Optional[ImageFormat]:
     for magic, fmt in _MAGIC:
         if data.startswith(magic):
             return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _WEBP
     return None
+
+
+def human_size(nbytes: int) -> str:
+    """'50 MiB' for 52428800, '50 MB' for 50000000, '2000 bytes' below a megabyte."""
+    if nbytes >= 1024 * 1024 and nbytes % (1024 * 1024) == 0:
+        return "{} MiB".format(nbytes // (1024 * 1024))
+    if nbytes >= 1000 * 1000:
+        return "{:g} MB".format(round(nbytes / 1e6, 1))
+    return "{} bytes".format(nbytes)
 
 
 def verify_image(data: bytes) -> ImageFormat:

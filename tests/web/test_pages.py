@@ -125,7 +125,7 @@ def test_failures_page_lists_quarantined_inputs_and_reasons(client, daemon):
 
 def test_upload_page_has_a_file_field_named_image_and_states_the_limit(client):
     html = client.get("/upload").get_data(as_text=True)
-    assert 'name="image"' in html and 'type="file"' in html and "50 MB" in html
+    assert 'name="image"' in html and 'type="file"' in html and "up to 50 MiB" in html
 
 
 # -- result files

@@ -186,4 +186,4 @@ def test_create_app_refuses_invalid_config(daemon, config):
 
 def test_blueprints_for_pages_and_api_are_registered(app):
     assert {"pages", "api"} <= set(app.blueprints)
-    assert app.config["MAX_CONTENT_LENGTH"] == 50 * 1000 * 1000
+    assert app.config["MAX_CONTENT_LENGTH"] == 50 * 1024 * 1024

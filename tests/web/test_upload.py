@@ -6,7 +6,7 @@ import io
 import pytest
 
 from web import create_app
-from web.uploads import UploadRejected, sanitize_filename, sniff_format, verify_image
+from web.uploads import UploadRejected, human_size, sanitize_filename, sniff_format, verify_image
 from web_fakes import image_bytes
 
 SAME_ORIGIN = {"Origin": "http://localhost"}
@@ -19,7 +19,8 @@ def post_image(client, data, filename="eye.png", headers=None, field="image", co
                        content_type="multipart/form-data")
 
 
-@pytest.mark.parametrize("fmt,ext", [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("BMP", ".bmp")])
+@pytest.mark.parametrize("fmt,ext", [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"), ("BMP", ".bmp"),
+                                     ("PPM", ".ppm"), ("WEBP", ".webp")])
 def test_a_valid_image_is_handed_to_the_daemon_and_answered_202_with_its_id(client, daemon, fmt, ext):
     data = image_bytes(fmt)
     resp = post_image(client, data, filename="scan" + ext)
@@ -60,7 +61,7 @@ def test_an_empty_file_is_400(client, daemon):
 def test_a_non_image_with_an_image_name_and_content_type_is_415(client, daemon):
     resp = post_image(client, b"#!/bin/sh\nrm -rf /\n", filename="eye.jpg", content_type="image/jpeg")
     assert resp.status_code == 415
-    assert "JPEG, PNG, TIFF or BMP" in resp.get_json()["error"]
+    assert "JPEG, PNG, TIFF, BMP, PPM or WebP" in resp.get_json()["error"]
     assert daemon.uploads == []
 
 
@@ -164,6 +165,12 @@ def test_the_html_form_upload_of_a_non_image_shows_an_html_error(client):
 ])
 def test_sanitize_filename_keeps_a_safe_base_name_with_the_detected_extension(raw, expected):
     assert sanitize_filename(raw, sniff_format(image_bytes("PNG"))) == expected
+
+
+@pytest.mark.parametrize("nbytes,text", [(52428800, "50 MiB"), (50000000, "50 MB"), (2000, "2000 bytes"),
+                                         (1500000, "1.5 MB")])
+def test_sizes_are_stated_in_the_unit_they_were_configured_in(nbytes, text):
+    assert human_size(nbytes) == text
 
 
 def test_verify_image_refuses_decompression_bombs(monkeypatch):
