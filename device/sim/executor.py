@@ -31,7 +31,30 @@ class UnsupportedOpError(ValueError):
 
 
 def _fp16(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float16).astype(np.float32)
+    """Round float32 values to the nearest float16 value (ties to even), returned as float32.
+
+    Fast path on the bit pattern for fp16-normal magnitudes; zeros stay; everything else (fp16 subnormals,
+    overflow to inf, NaN) goes through numpy's float16 conversion.  Bit-exact with ``astype(float16)``.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32)
+    r = (u >> 13) & 1
+    r += 0x0FFF
+    r += u
+    r &= 0xFFFFE000
+    out = r.view(np.float32)
+    e = (u >> 23) & 0xFF
+    outside = (e - 113) > 28  # biased exponent outside [113, 141] (zero wraps around and is caught too)
+    if outside.any():
+        idx = np.flatnonzero(outside & (e != 0))
+        if idx.size:
+            with np.errstate(over="ignore"):
+                out.reshape(-1)[idx] = x.reshape(-1)[idx].astype(np.float16).astype(np.float32)
+    return out
+
+
+# ops whose outputs are exact copies/selections of fp16 input values: no rounding needed after them
+_VALUE_PRESERVING = {"Relu", "MaxPool", "Concat", "Identity", "Resize", "Upsample"}
 
 
 def _ints(node: Node, key: str, default: List[int]) -> List[int]:
@@ -95,13 +118,16 @@ def _conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], node:
     return out
 
 
-def _pool(x: np.ndarray, node: Node, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+def _pool(x: np.ndarray, node: Node, kind: str) -> np.ndarray:
     if _ints(node, "kernel_shape", []) != [2, 2] or _ints(node, "strides", [1, 1]) != [2, 2] \
             or any(_ints(node, "pads", [0] * 4)) or int(node.attrs.get("ceil_mode", 0)):
         raise UnsupportedOpError("%s %r: only 2x2 stride 2 without padding is supported" % (node.op_type, node.name))
-    n, c, h, w = x.shape
-    x = x[:, :, : h // 2 * 2, : w // 2 * 2]
-    return reduce(x.reshape(n, c, h // 2, 2, w // 2, 2), axis=(3, 5)).astype(np.float32)
+    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+    a, b = x[:, :, 0:h:2, 0:w:2], x[:, :, 0:h:2, 1:w:2]
+    c, d = x[:, :, 1:h:2, 0:w:2], x[:, :, 1:h:2, 1:w:2]
+    if kind == "max":
+        return np.maximum(np.maximum(a, b), np.maximum(c, d))
+    return ((a + b) + (c + d)) * np.float32(0.25)
 
 
 def _nearest_upsample(x: np.ndarray, scales: np.ndarray, node: Node) -> np.ndarray:
@@ -152,7 +178,9 @@ class OnnxExecutor:
                 raise ValueError("node %r (%s): input %s is not produced by any earlier node"
                                  % (node.name, node.op_type, exc))
             result = self._op(node, args)
-            values[node.outputs[0]] = self._q(result) if result.dtype == np.float32 else result
+            if result.dtype == np.float32 and node.op_type not in _VALUE_PRESERVING:
+                result = self._q(result)
+            values[node.outputs[0]] = result
         return np.asarray(values[self.graph.outputs[0].name], dtype=np.float32)
 
     def _op(self, node: Node, a: List[Optional[np.ndarray]]) -> np.ndarray:
@@ -170,9 +198,9 @@ class OnnxExecutor:
         if op == "Sigmoid":
             return (1.0 / (1.0 + np.exp(-a[0].astype(np.float32)))).astype(np.float32)  # type: ignore[union-attr]
         if op == "MaxPool":
-            return _pool(a[0], node, np.max)  # type: ignore[arg-type]
+            return _pool(a[0], node, "max")  # type: ignore[arg-type]
         if op == "AveragePool":
-            return _pool(a[0], node, np.mean)  # type: ignore[arg-type]
+            return _pool(a[0], node, "avg")  # type: ignore[arg-type]
         if op == "Concat":
             return np.concatenate(a, axis=int(node.attrs.get("axis", 1))).astype(np.float32)  # type: ignore
         if op == "Add":
