@@ -48,8 +48,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def atomic_write_bytes(path: PathLike, data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` atomically and durably; returns the final path."""
+def atomic_write_bytes(path: PathLike, data: bytes, mode: int = 0o644, sync_dir: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically and durably; returns the final path.
+
+    ``sync_dir=False`` skips the directory fsync for callers that write several files and then call
+    ``fsync_dir`` once (the rename is atomic either way; only its durability is deferred).
+    """
     final = Path(path)
     tmp = temp_path_for(final)
     fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -66,7 +70,8 @@ def atomic_write_bytes(path: PathLike, data: bytes, mode: int = 0o644) -> Path:
         except OSError:
             pass
         raise
-    fsync_dir(final.parent)
+    if sync_dir:
+        fsync_dir(final.parent)
     return final
 
 

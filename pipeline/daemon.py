@@ -90,7 +90,9 @@ def _sniff_extension(data: bytes) -> Optional[str]:
 class Daemon(object):
     """The vessel-seg service (see module docstring)."""
 
-    def __init__(self, config: Config, notifier: Any = None, config_path: Optional[str] = None) -> None:
+    def __init__(self, config: Config, notifier: Any = None, config_path: Optional[str] = None,
+                 systemd: bool = True) -> None:
+        """``notifier``: a SystemdNotifier (default: one from the environment); ``systemd=False``: none."""
         self.config = config
         self.config_path = config_path
         self.paths = DataPaths.from_config(config)
@@ -103,7 +105,10 @@ class Daemon(object):
         self.stages: Any = None
         self.scheduler: Any = None
         self.watcher: Any = None
-        self.notifier = notifier if notifier is not None else self._default_notifier()
+        if not systemd:
+            self.notifier = None
+        else:
+            self.notifier = notifier if notifier is not None else self._default_notifier()
         self._pinger: Any = None
         self._recovery_thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()

@@ -34,11 +34,11 @@ def mask_from_probability(prob: np.ndarray, threshold: float) -> np.ndarray:
 
 def overlay_image(rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
     """Vessels tinted over the input: opacity ``alpha`` on mask pixels, scaled by the probability."""
-    base = rgb.astype(np.float32)
-    weight = (np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0) * mask)[:, :, None] * float(alpha)
-    tint = np.asarray(VESSEL_TINT, dtype=np.float32)[None, None, :]
-    out = base * (1.0 - weight) + tint * weight
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    weight = np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0) * np.asarray(mask, dtype=np.float32)
+    weight *= float(alpha)
+    tint = np.empty_like(rgb)
+    tint[:] = VESSEL_TINT
+    return cv2.blendLinear(np.ascontiguousarray(rgb), tint, 1.0 - weight, weight)
 
 
 def thumbnail_jpeg(rgb: np.ndarray, max_side: int, quality: int = 85) -> bytes:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pipeline.atomic import atomic_write_bytes, atomic_write_json
+from pipeline.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def write_result_file(result_dir: Path, name: str, data: bytes) -> Path:
     """Write one allow-listed result file atomically."""
     if name not in RESULT_FILES.values():
         raise ValueError("unknown result file %r" % (name,))
-    return atomic_write_bytes(result_dir / name, data)
+    return atomic_write_bytes(result_dir / name, data, sync_dir=False)
 
 
 def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
@@ -64,6 +64,7 @@ def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
     missing = [n for n in RESULT_FILES.values() if not (result_dir / n).is_file()]
     if missing:
         raise RuntimeError("cannot finish %s: missing %s" % (result_dir, ", ".join(missing)))
+    fsync_dir(result_dir)          # the renames of every file are durable before result.json exists
     return atomic_write_json(result_dir / RESULT_JSON, meta)
 
 

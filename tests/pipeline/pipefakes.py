@@ -149,3 +149,21 @@ class FakeDevice(object):
 
     def close(self) -> None:
         pass
+
+
+def tiny_bundle(directory: Path, aipp: bool = True, threshold: float = 0.5) -> Path:
+    """A real, tiny model bundle (1x1 conv + sigmoid: dark pixels -> high probability) for the simulator."""
+    from device.aipp import default_aipp_cfg_text
+    from device.bundle import write_bundle
+    from device.onnx_proto import Graph, Node, ValueInfo
+
+    w = np.full((1, 3, 1, 1), -4.0 / 3.0, np.float32)
+    b = np.array([2.0], np.float32)
+    graph = Graph(name="tiny", nodes=[Node("Conv", ["image", "w", "b"], ["logit"], attrs={"kernel_shape": [1, 1]}),
+                                      Node("Sigmoid", ["logit"], ["probability"])],
+                  initializers={"w": w, "b": b}, inputs=[ValueInfo("image", [1, 3, 512, 512])],
+                  outputs=[ValueInfo("probability", [1, 1, 512, 512])])
+    meta = {"name": "tiny-test-net", "version": "9.9.9", "threshold": threshold,
+            "preprocess": PreprocessParams().to_dict()}
+    write_bundle(str(directory), graph, meta, default_aipp_cfg_text(512, 512) if aipp else None)
+    return directory
