@@ -30,6 +30,13 @@ _FRIENDLY = {
 }
 
 
+_TITLES = {
+    400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",
+    405: "Method not allowed", 413: "Upload too large", 415: "Unsupported file type", 422: "Unreadable image",
+    500: "Internal error", 503: "Service unavailable",
+}
+
+
 def wants_json() -> bool:
     """True for the machine-facing endpoints, whose errors are JSON."""
     return request.path.startswith(JSON_PREFIXES)
@@ -47,7 +54,7 @@ def error_response(status: int, message: str) -> Response:
     if wants_json():
         return json_error(status, message)
     html = render_template("error.html", code=status, message=message,
-                           title=_FRIENDLY.get(status, "Error"))
+                           title=_TITLES.get(status, "Error"))
     return current_app.make_response((html, status))
 
 

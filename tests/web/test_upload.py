@@ -153,7 +153,7 @@ def test_the_html_form_upload_of_a_non_image_shows_an_html_error(client):
     resp = client.post("/upload", data={"image": (io.BytesIO(b"plain text"), "eye.png")},
                        headers=SAME_ORIGIN, content_type="multipart/form-data")
     assert resp.status_code == 415
-    assert resp.mimetype == "text/html" and b"not supported" in resp.data
+    assert resp.mimetype == "text/html" and b"Unsupported file type" in resp.data and b"expected a JPEG" in resp.data
 
 
 # -- unit level
