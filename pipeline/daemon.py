@@ -212,6 +212,8 @@ class Daemon(object):
             self.notifier.stopping("stopping: finishing in-flight images")
         if self._pinger is not None:
             self._pinger.stop(2.0)
+        if self.scheduler is not None:
+            self.scheduler.begin_drain()      # unblocks a watcher waiting on a full queue (backpressure)
         if self.watcher is not None:
             try:
                 self.watcher.stop()

@@ -143,7 +143,12 @@ def run(args: argparse.Namespace) -> int:
             server.close()
         except Exception:
             log.debug("closing the web server failed", exc_info=True)
-    daemon.stop()
+    finished = daemon.stop()
+    if not finished:
+        # A hung execute cannot be interrupted; its thread must not keep the process alive.
+        log.warning("exiting with unfinished work (journaled for the next start)")
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -186,14 +186,21 @@ class Scheduler(object):
             return False
         return self.in_q.put(item, timeout)
 
+    def begin_drain(self) -> None:
+        """Stop accepting: blocked ``submit`` calls return False at once; queued items stay for ``leftover``."""
+        with self._lock:
+            if self._state in (PipelineState.DRAINING, PipelineState.STOPPED):
+                return
+            self._transition(PipelineState.DRAINING)
+            self.in_q.close(discard=True)
+            self.in_q.hold(False)
+
     def stop(self, timeout: float) -> bool:
         """Drain: take no new inputs, finish in-flight jobs within ``timeout`` seconds. True if all finished."""
         with self._lock:
             if self._state == PipelineState.STOPPED:
                 return True
-            self._transition(PipelineState.DRAINING)
-            self.in_q.close(discard=True)
-            self.in_q.hold(False)
+            self.begin_drain()
             if not self._threads:
                 self._transition(PipelineState.STOPPED)
                 return True

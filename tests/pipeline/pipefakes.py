@@ -80,6 +80,7 @@ class FakeDevice(object):
         self._inflight: Dict[int, float] = {}
         self.executes = 0
         self.restarts = 0
+        self.fail_state = "ready"          # state after an injected fault ("failed": needs restart())
         self.hang = threading.Event()
 
     @property
@@ -95,7 +96,10 @@ class FakeDevice(object):
         if self.fail_next > 0:
             self.fail_next -= 1
             self.last_error = "acl.mdl.execute failed: 507011 (injected)"
+            self.state = self.fail_state
             raise RuntimeError(self.last_error)
+        if self.state == "failed":
+            raise RuntimeError("device failed: " + self.last_error)
 
     def _execute(self, slot: int, after: Optional[threading.Thread]) -> None:
         if after is not None:
@@ -147,7 +151,7 @@ class FakeDevice(object):
     def start(self) -> "FakeDevice":
         return self
 
-    def close(self) -> None:
+    def close(self, finalize: bool = False) -> None:
         pass
 
 

@@ -133,6 +133,18 @@ def test_device_errors_pause_and_the_same_job_is_retried(tmp_path):
     assert ("running", "") in rec.states[rec.states.index(("paused", paused[0])):]
 
 
+def test_a_failed_device_is_restarted_before_the_job_is_retried(tmp_path):
+    rec, dev = Recorder(), FakeDevice()
+    dev.fail_next, dev.fail_state = 1, "failed"
+    s = _scheduler(tmp_path, dev, rec)
+    s.start()
+    (item,) = _items(tmp_path, 1)
+    s.submit(item)
+    assert rec.wait_for(1)
+    s.stop(5.0)
+    assert rec.done == [item.id] and dev.restarts == 1 and dev.state == "ready"
+
+
 def test_disk_full_pauses_with_a_reason_and_resumes_when_space_returns(tmp_path, monkeypatch):
     rec, dev = Recorder(), FakeDevice()
     s = _scheduler(tmp_path, dev, rec, post_workers=1)
