@@ -1,0 +1,211 @@
+"""The Daemon object in-process on the simulator with a tiny bundle: ingest, dedupe, uploads, recovery,
+archive policy, hang detection, status and reload."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import default_config
+from pipeline.results import is_complete
+
+from pipefakes import fundus_like, tiny_bundle, write_image
+
+pytest.importorskip("camera.ingest", reason="camera.ingest (capture watcher) not available yet")
+pytest.importorskip("pipeline.journal", reason="pipeline.journal not available yet")
+
+from pipeline.daemon import Daemon, sanitize_filename  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture
+def cfg(tmp_path, bundle):
+    c = default_config()
+    c["data_dir"] = str(tmp_path / "data")
+    c["device"]["runtime"] = "sim"
+    c["model"]["bundle"] = str(bundle)
+    c["web"]["enabled"] = False
+    c["ingest"]["stable_seconds"] = 0.1
+    c["ingest"]["rescan_seconds"] = 1.0
+    c["pipeline"]["retry_interval_s"] = 0.1
+    return c
+
+
+@pytest.fixture
+def running(cfg):
+    daemons = []
+
+    def start(c=None):
+        d = Daemon(c or cfg, systemd=False)
+        d.start()
+        daemons.append(d)
+        return d
+
+    yield start
+    for d in daemons:
+        d.stop(10.0)
+
+
+def _png(path, seed=0):
+    return write_image(path, fundus_like(180, 160, seed=seed))
+
+
+def _id(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _wait(pred, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_a_capture_becomes_a_result_and_status_reports_it(running):
+    d = running()
+    img = _png(d.paths.capture / "a.png")
+    rid = _id(img)
+    _wait(lambda: d.results.is_complete(rid) and d.status()["processed"] == 1, what="result")
+    s = d.status()
+    for key in ("processed", "failed", "queued", "runtime", "runtime_info", "model", "health", "health_reason",
+                "device_state", "throughput_ipm", "stage_latency_ms", "last_hour", "pipeline_state",
+                "paused_reason"):
+        assert key in s
+    assert s["runtime"] == "sim" and s["model"] == {"name": "tiny-test-net", "version": "9.9.9"}
+    assert s["health"] == "ok" and s["pipeline_state"] == "running" and s["device_state"] == "ready"
+    assert s["throughput_ipm"] > 0 and "execute" in s["stage_latency_ms"]
+    assert d.results.get(rid)["source"] == "a.png" and d.is_progressing()
+    assert d.metrics.snapshot()["counters"]["processed"] == 1
+    assert img.exists()                                   # ingest.after: keep
+    assert d.stop(10.0) is True
+
+
+def test_same_content_twice_is_recorded_as_duplicate_not_processed_again(running):
+    d = running()
+    a = _png(d.paths.capture / "a.png", seed=3)
+    _wait(lambda: d.results.is_complete(_id(a)), what="first result")
+    mtime = os.stat(str(d.paths.results / _id(a) / "result.json")).st_mtime
+    (d.paths.capture / "b.png").write_bytes(a.read_bytes())
+    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate recorded")
+    time.sleep(0.3)
+    assert os.stat(str(d.paths.results / _id(a) / "result.json")).st_mtime == mtime
+    assert d.status()["processed"] == 1
+
+
+def test_bad_file_is_quarantined_with_a_reason_and_a_failed_journal_row(running):
+    d = running()
+    bad = d.paths.capture / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR garbage")
+    _wait(lambda: d.status()["failed"] == 1, what="failure")
+    (q,) = d.results.quarantined()
+    assert q["source"] == "bad.png" and q["reason"] and q["sha256"]
+    assert not bad.exists() and (d.paths.quarantine / q["file"]).exists()
+    assert d.results.get(q["id"])["state"] == "failed"
+
+
+def test_upload_is_written_atomically_into_capture_and_processed(running):
+    d = running()
+    data = _png(d.paths.root / "src.png", seed=5).read_bytes()
+    rid = d.submit_upload("../../etc/up load.png", data)
+    assert rid == hashlib.sha256(data).hexdigest()[:16]
+    assert (d.paths.capture / "up_load.png").read_bytes() == data
+    _wait(lambda: d.results.is_complete(rid), what="uploaded result")
+    with pytest.raises(ValueError):
+        d.submit_upload("x.png", b"not an image")
+    with pytest.raises(ValueError):
+        d.submit_upload("x.png", b"")
+
+
+def test_upload_with_a_wrong_extension_gets_the_extension_of_its_content(running):
+    d = running()
+    data = _png(d.paths.root / "src.png", seed=6).read_bytes()
+    d.submit_upload("photo.exe", data)
+    assert (d.paths.capture / "photo.png").exists()
+
+
+def test_sanitize_filename():
+    assert sanitize_filename("../a b/c d.png") == "c_d.png"
+    assert sanitize_filename("..hidden.png") == "hidden.png"
+    assert sanitize_filename("-rf.png") == "rf.png"
+    assert sanitize_filename("") == "upload"
+
+
+def test_archive_policy_moves_processed_inputs(running, cfg):
+    cfg["ingest"]["after"] = "archive"
+    d = running(cfg)
+    img = _png(d.paths.capture / "x.png", seed=7)
+    rid = _id(img)
+    _wait(lambda: (d.paths.archive / (rid + "__x.png")).exists(), what="archived input")
+    assert not img.exists() and d.results.is_complete(rid)
+
+
+def test_restart_redoes_interrupted_and_incomplete_items_but_not_finished_ones(running, cfg):
+    from pipeline.journal import Journal
+
+    d = running()
+    done = _png(d.paths.capture / "done.png", seed=8)
+    _wait(lambda: d.results.is_complete(_id(done)), what="first result")
+    d.stop(10.0)
+    finished_mtime = os.stat(str(d.paths.results / _id(done) / "result.json")).st_mtime
+    # an interrupted item and a 'done' item whose result folder lost a file
+    j = Journal(d.paths.state / "journal.sqlite3")
+    interrupted = _png(d.paths.capture / "interrupted.png", seed=9)
+    rid_i, _ = j.add(hashlib.sha256(interrupted.read_bytes()).hexdigest(), "interrupted.png", str(interrupted),
+                     interrupted.stat().st_size)
+    j.start(rid_i)
+    broken = _png(d.paths.capture / "broken.png", seed=10)
+    rid_b, _ = j.add(hashlib.sha256(broken.read_bytes()).hexdigest(), "broken.png", str(broken),
+                     broken.stat().st_size)
+    j.mark(rid_b, "done")
+    (d.paths.results / rid_b).mkdir(parents=True)
+    (d.paths.results / rid_b / "mask.png").write_bytes(b"x")
+    j.close()
+    d2 = running()
+    _wait(lambda: d2.results.is_complete(rid_i) and d2.results.is_complete(rid_b), what="recovered results")
+    assert os.stat(str(d2.paths.results / _id(done) / "result.json")).st_mtime == finished_mtime
+    assert d2.status()["processed"] == 3
+
+
+def test_a_hung_execute_makes_the_daemon_unhealthy_until_it_completes(running, cfg):
+    from device.sim import control
+
+    cfg["device"]["hang_timeout_s"] = 0.3
+    d = running(cfg)
+    control.set_hang(True)
+    try:
+        img = _png(d.paths.capture / "h.png", seed=11)
+        _wait(lambda: not d.is_progressing(), what="hang detected")
+        assert d.status()["health"] == "failed" and "hung" in d.status()["health_reason"]
+    finally:
+        control.set_hang(False)
+    _wait(lambda: d.results.is_complete(_id(img)), what="result after the hang")
+    assert d.is_progressing() and d.status()["health"] == "ok"
+
+
+def test_reload_applies_safe_keys_and_reports_the_rest(running, cfg):
+    import copy
+
+    d = running()
+    new = copy.deepcopy(cfg)
+    new["model"]["threshold"] = 0.8
+    new["logging"]["level"] = "WARNING"
+    new["pipeline"]["queue_size"] = 99
+    changes = d.reload(new)
+    assert changes == {"applied": ["logging.level", "model.threshold"], "restart": ["pipeline.queue_size"]}
+    assert d.stages.threshold == 0.8
+    img = _png(d.paths.capture / "t.png", seed=12)
+    _wait(lambda: d.results.is_complete(_id(img)), what="result")
+    assert json.loads((d.paths.results / _id(img) / "result.json").read_text())["threshold"] == 0.8
+    import logging
+    logging.getLogger().setLevel("INFO")
