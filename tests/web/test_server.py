@@ -48,3 +48,54 @@ def test_a_server_error_page_over_http_has_no_stack_trace(served, daemon):
     assert info.value.code == 500
     text = info.value.read().decode()
     assert "ZeroDivisionError" not in text and "Traceback" not in text
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status
+
+
+def test_close_makes_run_return_even_with_a_keep_alive_connection_open(daemon):
+    import http.client
+    import time
+    server = serve(create_app(daemon, {}), "127.0.0.1", 0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+    conn.request("GET", "/healthz")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200 and not resp.will_close       # the connection stays open (keep-alive)
+    started = time.time()
+    server.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.time() - started < 5
+    conn.close()
+
+
+def test_close_before_run_means_run_returns_at_once(daemon):
+    server = serve(create_app(daemon, {}), "127.0.0.1", 0)
+    server.close()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_a_server_listening_on_several_sockets_serves_each_and_closes_cleanly(daemon):
+    from waitress import create_server
+
+    from web.server import WebServer
+    server = WebServer(create_server(create_app(daemon, {}), listen="127.0.0.1:0 127.0.0.1:0",
+                                       clear_untrusted_proxy_headers=True))
+    ports = [int(port) for _, port in server._server.effective_listen]
+    assert server.effective_port == ports[0]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for port in ports:
+            assert _get("http://127.0.0.1:{}/healthz".format(port)) == 200
+    finally:
+        server.close()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
