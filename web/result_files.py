@@ -1,7 +1,7 @@
 """Which result files the web may serve, and how: a validated id plus a fixed allow-list of names.
 
-No request path ever reaches the filesystem: the route only accepts an id matching ``^[0-9a-f]{16}$`` (fullmatch) and a name
-from ``ALLOWED_FILES``; the path itself comes from ``ResultStore.file_path(id, name)``.
+No request path ever reaches the filesystem: the route only accepts an id matching ``^[0-9a-f]{16}$``
+(fullmatch) and a name from ``ALLOWED_FILES``; the path itself comes from ``ResultStore.file_path(id, name)``.
 """
 from __future__ import annotations
 

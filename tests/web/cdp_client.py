@@ -15,15 +15,15 @@ import struct
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--hide-scrollbars", "--disable-extensions", "--mute-audio", "--password-store=basic",
-         "--remote-debugging-port=0"]
+         "--disable-default-apps", "--hide-scrollbars", "--disable-extensions", "--mute-audio",
+         "--password-store=basic", "--remote-debugging-port=0"]
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
