@@ -2,8 +2,8 @@
 the standard library only) loads the dashboard, uploads an image, lands on its result page, checks that every
 image rendered and that the console stayed clean, and saves screenshots to artifacts/browser/.
 
-Two servers: the web app around the FakeDaemon (served by waitress in a thread), and — once
-pipeline/daemon.py exists — the real daemon started as ``python -m pipeline.cli run --runtime sim``.
+Two servers: the web app around the FakeDaemon (served by waitress in a thread), and — once the daemon, its
+journal and the capture watcher exist — the real daemon started as ``python -m pipeline.cli run --runtime sim``.
 """
 from __future__ import annotations
 
@@ -153,8 +153,9 @@ def _wait_healthy(url, proc, timeout):
 
 @pytest.fixture
 def real_daemon(tmp_path):
-    if importlib.util.find_spec("pipeline.daemon") is None:
-        pytest.skip("pipeline/daemon.py does not exist yet: the real-daemon browser test waits for it")
+    for module in ("pipeline.daemon", "pipeline.journal", "camera.ingest"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip("{} does not exist yet: the real-daemon browser test waits for it".format(module))
     port = _free_port()
     log_path = tmp_path / "daemon.log"
     with open(str(log_path), "wb") as log:
