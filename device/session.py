@@ -397,7 +397,7 @@ class DeviceSession:
         if self._ctx:
             step("acl.rt.set_context", acl.rt.set_context(self._ctx))
             _THREAD.token = self._token
-        if self._pending and self._stream:
+        if self._stream:  # nothing may still run on buffers about to be freed
             self._pending = set()
             step("acl.rt.synchronize_stream", acl.rt.synchronize_stream(self._stream))
         slots = list(self._slots)

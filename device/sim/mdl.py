@@ -434,8 +434,8 @@ def execute_async(model_id: int, input_dataset: int, output_dataset: int, stream
     def task() -> Tuple[int, Any]:
         code_, y = _run(model, ins[0], ins[1], outs[0], outs[1])  # type: ignore[arg-type,index]
 
-        def commit() -> None:
-            if code_ == ACL_SUCCESS:
+        def commit(publish: bool) -> None:
+            if code_ == ACL_SUCCESS and publish:
                 _write(outs[0], outs[1], y)  # type: ignore[arg-type,index]
             with STATE.lock:
                 model.pending_async -= 1  # type: ignore[union-attr]

@@ -191,7 +191,14 @@ def destroy_stream(stream: int) -> int:
     return ACL_SUCCESS
 
 
-@api("acl.rt.synchronize_stream", need_ctx=True)
+def _drain_failed(stream: int, *_: object) -> None:
+    """An injected synchronize failure still drains the stream, but publishes nothing (the tasks failed)."""
+    s = STATE.streams.get(stream) if isinstance(stream, int) else None
+    if s is not None and s.ctx is STATE.current_ctx():
+        s.synchronize(publish=False)
+
+
+@api("acl.rt.synchronize_stream", need_ctx=True, on_fault=_drain_failed)
 def synchronize_stream(stream: int) -> int:
     """Wait for the stream to drain; async results become visible now; code of the first failed task."""
     s, code = lookup_stream(stream)

@@ -73,13 +73,13 @@ class Stream:
         self.ctx = ctx
         self.alive = True
         self._cond = threading.Condition()
-        self._queue: Deque[Callable[[], Tuple[int, Optional[Callable[[], None]]]]] = collections.deque()
+        self._queue: Deque[Callable[[], Tuple[int, Optional[Callable[[bool], None]]]]] = collections.deque()
         self._running = False
-        self._done: List[Tuple[int, Optional[Callable[[], None]]]] = []
+        self._done: List[Tuple[int, Optional[Callable[[bool], None]]]] = []
         self._thread = threading.Thread(target=self._work, name="sim-stream-%x" % handle, daemon=True)
         self._thread.start()
 
-    def enqueue(self, task: Callable[[], Tuple[int, Optional[Callable[[], None]]]]) -> None:
+    def enqueue(self, task: Callable[[], Tuple[int, Optional[Callable[[bool], None]]]]) -> None:
         with self._cond:
             self._queue.append(task)
             self._cond.notify_all()
@@ -107,8 +107,10 @@ class Stream:
                 self._running = False
                 self._cond.notify_all()
 
-    def synchronize(self) -> int:
-        """Block until the queue drains, then commit results; first failing task's code (or 0)."""
+    def synchronize(self, publish: bool = True) -> int:
+        """Block until the queue drains, then commit results; first failing task's code (or 0).
+
+        ``publish=False`` drains without making results visible (a failed synchronize)."""
         with self._cond:
             while self._queue or self._running:
                 self._cond.wait()
@@ -116,7 +118,7 @@ class Stream:
         code = ACL_SUCCESS
         for task_code, commit in done:
             if commit is not None:
-                commit()  # publishes results of successful tasks and releases the model either way
+                commit(publish)  # publishes results of successful tasks and releases the model either way
             if task_code != ACL_SUCCESS and code == ACL_SUCCESS:
                 code = task_code
         return code
@@ -186,24 +188,24 @@ class SimState:
     def bind(self, ctx: Optional[Context]) -> None:
         self.tls.ctx = ctx.handle if ctx is not None else 0
 
-    def precheck(self, name: str, need_init: bool, need_ctx: bool) -> int:
-        """Common entry checks (module docstring); returns 0 or the error code."""
+    def precheck(self, name: str, need_init: bool, need_ctx: bool) -> Tuple[int, bool]:
+        """Common entry checks (module docstring); (0 or the error code, whether it was an injected fault)."""
         if self.init_pid is not None and os.getpid() != self.init_pid:
             self.note("%s called in a forked child (pid %d, acl.init in pid %d): use threads, not fork",
                       name, os.getpid(), self.init_pid)
-            return ERR_INTERNAL
+            return ERR_INTERNAL, False
         code = self.faults.check(name)
         if code:
             self.note("%s: injected fault %d", name, code)
-            return code
+            return code, True
         if need_init and not self.initialized:
             self.note("%s before acl.init (or after acl.finalize)", name)
-            return ERR_UNINITIALIZE
+            return ERR_UNINITIALIZE, False
         if need_ctx and self.current_ctx() is None:
             self.note("%s on thread %s without a current context (call acl.rt.set_context first)",
                       name, threading.current_thread().name)
-            return ERR_RT_CONTEXT_NULL
-        return ACL_SUCCESS
+            return ERR_RT_CONTEXT_NULL, False
+        return ACL_SUCCESS, False
 
     def note(self, fmt: str, *args: Any) -> None:
         """Log a simulated-runtime error and keep it as this thread's recent error message."""
@@ -248,16 +250,21 @@ _FAILURE_SHAPES: Dict[str, Callable[[int], Any]] = {
 }
 
 
-def api(name: str, returns: str = "ret", need_init: bool = True, need_ctx: bool = False) -> Callable:
-    """Decorate a simulated ACL call with the common entry checks and failure return shape."""
+def api(name: str, returns: str = "ret", need_init: bool = True, need_ctx: bool = False,
+        on_fault: Optional[Callable[..., None]] = None) -> Callable:
+    """Decorate a simulated ACL call with the common entry checks and failure return shape.
+
+    ``on_fault(*args)`` runs when a fault is injected into this call (e.g. a failed synchronize still drains)."""
     fail = _FAILURE_SHAPES[returns]
 
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             STATE.counters[name] += 1
-            code = STATE.precheck(name, need_init, need_ctx)
+            code, injected = STATE.precheck(name, need_init, need_ctx)
             if code:
+                if injected and on_fault is not None:
+                    on_fault(*args, **kwargs)
                 return fail(code)
             return fn(*args, **kwargs)
 
