@@ -44,8 +44,14 @@ def browser():
 
 @pytest.fixture
 def upload_image(tmp_path):
+    """A synthetic fundus the real pipeline can segment (camera.synthetic), else the simple fake one."""
     path = tmp_path / "browser_upload.png"
-    fundus_like(565, 584, seed=7).save(str(path), "PNG")
+    try:
+        from camera.synthetic import write_fundus
+    except ImportError:
+        fundus_like(565, 584, seed=7).save(str(path), "PNG")
+    else:
+        write_fundus(str(path), 565, 584, seed=7)
     return str(path)
 
 
