@@ -197,6 +197,7 @@ def measure_end_to_end(cfg: Any, images: List[Tuple[str, bytes]], timeout_s: flo
         capture = daemon.paths.capture
         base_done = int(daemon.metrics.value("processed"))
         base_failed = int(daemon.metrics.value("failed"))
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         for name, data in images[1:]:
             tmp = capture / (".%s.tmp" % name)
@@ -211,13 +212,15 @@ def measure_end_to_end(cfg: Any, images: List[Tuple[str, bytes]], timeout_s: flo
                 break
             time.sleep(0.005)
         makespan = time.perf_counter() - t0
+        cpu_per_image_ms = (_cpu_seconds() - cpu0) * 1000.0 / max(1, done)
         if failed:
             raise RuntimeError("%d benchmark image(s) failed in the daemon" % failed)
         if done < want:
             raise RuntimeError("end-to-end run timed out after %.0f s (%d/%d done)" % (timeout_s, done, want))
         stamps = sorted(os.stat(str(p)).st_mtime for p in daemon.paths.results.glob("*/result.json"))[1:]
         steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 and stamps[-1] > stamps[0] else 0.0
-        return {"throughput_ips": steady or want / makespan, "makespan_s": makespan, "makespan_ips": want / makespan}
+        return {"throughput_ips": steady or want / makespan, "makespan_s": makespan, "makespan_ips": want / makespan,
+                "cpu_ms_per_image": cpu_per_image_ms}
     finally:
         daemon.stop(30.0)
 
@@ -271,7 +274,8 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="vessel-seg-bench-"))
     report: Dict[str, Any] = {
         "images": {"source": source, "count": count}, "repeats": repeats, "modes": {},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
     }
     try:
         inputs = root / "inputs"
@@ -288,7 +292,7 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
             cfg = _bench_config(base, root / "unused", sim, args.model)
             model_input = prepare_input(cfg, paths[0])
             runs: Dict[str, List[float]] = {"execute_only": [], "end_to_end": [], "end_to_end_makespan": [],
-                                            "sequential": []}
+                                            "sequential": [], "host_cpu_ms_per_image": []}
             for r in range(repeats):
                 log.info("bench %s: repeat %d/%d", mode, r + 1, repeats)
                 runs["execute_only"].append(measure_execute_only(cfg, model_input, count))
@@ -296,6 +300,7 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
                 e2e = measure_end_to_end(e2e_cfg, images)
                 runs["end_to_end"].append(e2e["throughput_ips"])
                 runs["end_to_end_makespan"].append(e2e["makespan_ips"])
+                runs["host_cpu_ms_per_image"].append(e2e["cpu_ms_per_image"])
                 seq_out = root / ("%s-seq-%d" % (mode, r))
                 runs["sequential"].append(measure_sequential(cfg, paths, seq_out))
                 shutil.rmtree(str(seq_out), ignore_errors=True)
@@ -307,6 +312,7 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
                 "end_to_end_ips": round(med["end_to_end"], 3),
                 "end_to_end_makespan_ips": round(med["end_to_end_makespan"], 3),
                 "sequential_ips": round(med["sequential"], 3),
+                "host_cpu_ms_per_image": round(med["host_cpu_ms_per_image"], 1),
                 "e2e_vs_execute_only": round(med["end_to_end"] / med["execute_only"], 3) if med["execute_only"] else 0,
                 "double_buffered_vs_sequential": round(med["end_to_end"] / med["sequential"], 3)
                 if med["sequential"] else 0,
@@ -341,8 +347,11 @@ def format_report(rep: Dict[str, Any]) -> str:
         lines.append("%-5s %-28s %10.2f %10.2f %10.2f %8.2fx %8.2fx" % (
             mode, desc, m["execute_only_ips"], m["end_to_end_ips"], m["sequential_ips"], m["e2e_vs_execute_only"],
             m["double_buffered_vs_sequential"]))
-    lines.append("peak RSS %.0f MiB; idle CPU %.2f%% of one core over %.0f s" % (
-        rep["peak_rss_mb"], 100.0 * rep["idle_cpu_fraction"], rep["idle_seconds"]))
+    for mode, m in rep["modes"].items():
+        lines.append("%s: end-to-end host CPU %.0f ms per image (all threads)" % (mode, m["host_cpu_ms_per_image"]))
+    lines.append("peak RSS %.0f MiB; idle CPU %.2f%% of one core over %.0f s; load average at start %s" % (
+        rep["peak_rss_mb"], 100.0 * rep["idle_cpu_fraction"], rep["idle_seconds"],
+        " ".join("%.2f" % x for x in rep["machine"]["loadavg_at_start"])))
     for name, ok in rep["targets"].items():
         lines.append("target %-36s %s" % (name, "PASS" if ok else "MISS"))
     return "\n".join(lines)
