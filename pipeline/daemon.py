@@ -301,11 +301,20 @@ class Daemon(object):
                 return
 
     def _on_ready(self, path: Path) -> None:
-        """A stable file in capture/: hash, journal, dedupe, submit (may block: backpressure)."""
+        """A stable file in capture/: hash, journal, dedupe, submit (may block: backpressure).
+
+        Never raises: an unexpected error is logged and the file stays in capture/ for the next start.
+        """
+        try:
+            self._ingest(Path(path))
+        except Exception:
+            log.exception("ingest of %s failed; the file stays in capture/ and is retried at the next start",
+                          path)
+
+    def _ingest(self, path: Path) -> None:
         from pipeline.journal import sha256_file
         from pipeline.stages import WorkItem
 
-        path = Path(path)
         try:
             size = path.stat().st_size
             sha = sha256_file(path)
@@ -344,6 +353,7 @@ class Daemon(object):
         elif not same_file:
             self.metrics.inc("duplicates")
             log.info("duplicate: %s has the same content as %s, already %s", path.name, row.get("source"), state)
+            self._after_done(path, rid)
 
     def _quarantine_unhashed(self, path: Path, reason: str, detail: str) -> None:
         from pipeline.quarantine import quarantine_file
@@ -529,8 +539,9 @@ class Daemon(object):
     def status_line(self) -> str:
         """One human line for systemd's STATUS=."""
         s = self.status()
+        state = "ready" if s["pipeline_state"] == "running" else s["pipeline_state"]
         line = "%s: %d processed, %d failed, queue %d, device %s" % (
-            s["pipeline_state"], s["processed"], s["failed"], s["queued"], s["device_state"])
+            state, s["processed"], s["failed"], s["queued"], s["device_state"])
         if s["paused_reason"]:
             line += " (%s)" % s["paused_reason"]
         return line
