@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import logging
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
