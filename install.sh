@@ -516,10 +516,14 @@ install_package() {
         pip_opts=(--find-links "$WHEELHOUSE")
     fi
     info "installing vessel-seg into $venv"
-    run "$venv/bin/python" -m pip install --disable-pip-version-check "${pip_opts[@]}" --upgrade pip setuptools wheel ||
-        die "pip could not install pip/setuptools/wheel${WHEELHOUSE:+ (are they in $WHEELHOUSE?)}"
-    run "$venv/bin/python" -m pip install --disable-pip-version-check "${pip_opts[@]}" --upgrade "$SRC_DIR" ||
-        die "pip install of $SRC_DIR failed (see above); with --offline every dependency must be in $WHEELHOUSE"
+    # The build runs in the venv (no build isolation): offline, only the wheelhouse's
+    # setuptools/wheel for this Python are needed, not whatever the newest ones require.
+    run "$venv/bin/python" -m pip install --disable-pip-version-check "${pip_opts[@]}" --upgrade pip \
+        "setuptools>=61" wheel ||
+        die "pip could not install pip, setuptools>=61 and wheel for $PYTHON${WHEELHOUSE:+ (are wheels for this Python in $WHEELHOUSE?)}"
+    run "$venv/bin/python" -m pip install --disable-pip-version-check "${pip_opts[@]}" --no-build-isolation \
+        --upgrade "$SRC_DIR" ||
+        die "pip install of $SRC_DIR failed (see above)${WHEELHOUSE:+; offline, every dependency must be in $WHEELHOUSE}"
     if [ "$DRY_RUN" -eq 0 ]; then
         "$venv/bin/vessel-seg" --version >/dev/null || die "$venv/bin/vessel-seg does not run after installation"
     fi
