@@ -52,9 +52,14 @@ def _module_exists(ref: str) -> bool:
         return False
 
 
+#: Built-in commands that need another package's module (the module is checked without importing it).
+REQUIRES = {"camera-sim": "camera.simulator:add_camera_sim_arguments"}
+
+
 def available_commands() -> Dict[str, Tuple[str, str, str]]:
     """Built-in commands plus the optional ones whose module is present."""
-    cmds = dict(COMMANDS)
+    cmds = {name: spec for name, spec in COMMANDS.items()
+            if name not in REQUIRES or _module_exists(REQUIRES[name])}
     for name, spec in OPTIONAL_COMMANDS.items():
         if _module_exists(spec[2]):
             cmds[name] = spec
