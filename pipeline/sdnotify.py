@@ -8,12 +8,11 @@ with ``Type=notify``, and nothing ever raises on a failed send.
 Typical daemon use::
 
     notifier = SystemdNotifier()
-    watch = ProgressWatch(stall_after_s=60)
-    pinger = WatchdogPinger(notifier, watch.is_healthy, lambda: "running, 3 processed")
     ...                       # bring up device and model
-    notifier.ready()
-    pinger.start()
-    ...                       # watch.started()/progressed()/finished() around each image
+    notifier.ready("ready: model vessel-unet on acl")
+    pinger = WatchdogPinger(notifier, is_healthy=daemon.is_progressing, status_text=daemon.status_line)
+    pinger.start()            # pings only while is_healthy(): a hung execute ends in a restart
+    ...
     notifier.stopping(); pinger.stop()
 """
 from __future__ import annotations
@@ -22,12 +21,11 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Callable, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SystemdNotifier", "WatchdogPinger", "ProgressWatch"]
+__all__ = ["SystemdNotifier", "WatchdogPinger"]
 
 #: Period of STATUS= refreshes when systemd runs no watchdog for us.
 DEFAULT_STATUS_PERIOD_S = 2.0
@@ -243,70 +241,3 @@ class WatchdogPinger:
         while not self._stop.is_set():
             self.tick()
             self._stop.wait(self.period)
-
-
-class ProgressWatch:
-    """Liveness from progress: healthy while idle, or while work in flight keeps progressing.
-
-    Call ``started()`` when an item enters the pipeline, ``progressed()`` when any stage
-    completes, ``finished()`` when the item leaves (done or failed). ``is_healthy()`` is
-    False once an item has been in flight for ``stall_after_s`` without progress, which is
-    exactly the hung-execute case a timer-driven ping would hide.
-    """
-
-    def __init__(self, stall_after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if stall_after_s <= 0:
-            raise ValueError("stall_after_s must be > 0, got {!r}".format(stall_after_s))
-        self.stall_after_s = stall_after_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._last_progress = clock()
-        self._failed_reason = None  # type: Optional[str]
-        self.current = None  # type: Optional[str]
-
-    def started(self, what: Optional[str] = None) -> None:
-        with self._lock:
-            if self._in_flight == 0:
-                self._last_progress = self._clock()
-            self._in_flight += 1
-            if what is not None:
-                self.current = what
-
-    def progressed(self, what: Optional[str] = None) -> None:
-        with self._lock:
-            self._last_progress = self._clock()
-            if what is not None:
-                self.current = what
-
-    def finished(self) -> None:
-        with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
-            self._last_progress = self._clock()
-            if self._in_flight == 0:
-                self.current = None
-
-    def fail(self, reason: str) -> None:
-        """Mark the process as broken beyond repair: no more pings until ``clear_failure()``."""
-        with self._lock:
-            self._failed_reason = reason
-
-    def clear_failure(self) -> None:
-        with self._lock:
-            self._failed_reason = None
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    def stalled_for(self) -> float:
-        """Seconds the in-flight work has gone without progress (0 when idle)."""
-        with self._lock:
-            if self._in_flight == 0:
-                return 0.0
-            return max(0.0, self._clock() - self._last_progress)
-
-    def is_healthy(self) -> bool:
-        if self._failed_reason is not None:
-            return False
-        return self.stalled_for() < self.stall_after_s

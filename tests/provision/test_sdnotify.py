@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipeline.sdnotify import ProgressWatch, SystemdNotifier, WatchdogPinger
+from pipeline.sdnotify import SystemdNotifier, WatchdogPinger
 
 from notify_helpers import fields
 
@@ -237,61 +237,3 @@ def test_pinger_stop_ends_the_thread_promptly(notify_receiver):
     pinger.stop()
     assert not pinger.running
     assert time.monotonic() - started < 1.0
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-def test_progress_watch_is_healthy_while_idle_however_long():
-    clock = FakeClock()
-    watch = ProgressWatch(stall_after_s=10, clock=clock)
-    clock.now += 3600
-    assert watch.is_healthy()
-    assert watch.stalled_for() == 0.0
-
-
-def test_progress_watch_turns_unhealthy_when_work_in_flight_stops_progressing():
-    clock = FakeClock()
-    watch = ProgressWatch(stall_after_s=10, clock=clock)
-    clock.now += 500                       # idle time before the item does not count
-    watch.started("img001.jpg: execute")
-    clock.now += 9
-    assert watch.is_healthy()
-    watch.progressed("img001.jpg: write")
-    clock.now += 9
-    assert watch.is_healthy()
-    clock.now += 2                         # 11 s since last progress: hung
-    assert not watch.is_healthy()
-    assert watch.current == "img001.jpg: write"
-    watch.finished()
-    assert watch.is_healthy()
-    assert watch.current is None
-
-
-def test_progress_watch_counts_concurrent_items():
-    clock = FakeClock()
-    watch = ProgressWatch(stall_after_s=5, clock=clock)
-    watch.started()
-    watch.started()
-    watch.finished()
-    assert watch.in_flight == 1
-    clock.now += 6
-    assert not watch.is_healthy()
-
-
-def test_progress_watch_failure_withholds_health_until_cleared():
-    watch = ProgressWatch(stall_after_s=5)
-    watch.fail("device failed after 3 re-inits")
-    assert not watch.is_healthy()
-    watch.clear_failure()
-    assert watch.is_healthy()
-
-
-def test_progress_watch_rejects_a_non_positive_stall_timeout():
-    with pytest.raises(ValueError):
-        ProgressWatch(stall_after_s=0)
