@@ -129,9 +129,9 @@ root_shell() {
 
 # A step that was skipped on purpose, noted as a comment in the actions file under --root.
 record_note() {
-    info "$1"
+    info "$*"
     if [ -n "$ROOT" ] && [ "$DRY_RUN" -eq 0 ]; then
-        printf '# %s\n' "$1" >>"$ACTIONS_FILE"
+        printf '# %s\n' "$*" >>"$ACTIONS_FILE"
     fi
 }
 
@@ -227,7 +227,8 @@ detect_platform() {
         aarch64 | x86_64) ;;
         *)
             if [ "$SIM" -eq 0 ]; then
-                die "architecture $arch: CANN/pyACL exists for aarch64 (Atlas 200DK) and x86_64 only; use --sim for a simulator-only install"
+                die "architecture $arch: CANN/pyACL exists for aarch64 (Atlas 200DK) and x86_64 only;" \
+                    "use --sim for a simulator-only install"
             fi
             ;;
     esac
@@ -380,14 +381,16 @@ check_npu_devices() {
         if [ -n "$ROOT" ]; then
             warn "NPU device nodes missing here: ${missing[*]} (fine when staging an image)"
         else
-            die "NPU device nodes missing: ${missing[*]}. Is the Ascend driver loaded (npu-smi info)? Use --sim on a machine without an NPU."
+            die "NPU device nodes missing: ${missing[*]}. Is the Ascend driver loaded (npu-smi info)?" \
+                "Use --sim on a machine without an NPU."
         fi
     fi
     if [ -e "$DEV_DIR/davinci0" ]; then
         group=$(stat -c %G "$DEV_DIR/davinci0")
         info "NPU: $DEV_DIR/davinci0 ($(stat -c '%A %U:%G' "$DEV_DIR/davinci0"))"
         if [ "$group" = root ]; then
-            warn "$DEV_DIR/davinci0 belongs to group root: the service user cannot open it; fix the driver's udev rules (docs/DEPLOY.md, troubleshooting)"
+            warn "$DEV_DIR/davinci0 belongs to group root: the service user cannot open it;" \
+                "fix the driver's udev rules (docs/DEPLOY.md, troubleshooting)"
             NPU_GROUP=""
         else
             NPU_GROUP=$group
@@ -459,7 +462,9 @@ ensure_user() {
         info "user $SERVICE_USER exists"
     else
         info "creating system user $SERVICE_USER"
-        root_shell "id -u $SERVICE_USER >/dev/null 2>&1 || useradd --system --user-group --home-dir $DATA_DIR --no-create-home --shell /usr/sbin/nologin --comment 'vessel-seg service' $SERVICE_USER"
+        local useradd="useradd --system --user-group --home-dir $DATA_DIR --no-create-home"
+        useradd+=" --shell /usr/sbin/nologin --comment 'vessel-seg service' $SERVICE_USER"
+        root_shell "id -u $SERVICE_USER >/dev/null 2>&1 || $useradd"
     fi
     if [ -n "$NPU_GROUP" ]; then
         if [ -z "$ROOT" ] && id -nG "$SERVICE_USER" 2>/dev/null | tr ' ' '\n' | grep -qx "$NPU_GROUP"; then
@@ -498,7 +503,8 @@ install_package() {
     local venv pip_opts=()
     venv=$(t "$PREFIX/venv")
     if [ "$NO_PIP" -eq 1 ]; then
-        record_note "skipped (--no-pip): $(quote_cmd "$PYTHON" -m venv "$PREFIX/venv") && $(quote_cmd "$PREFIX/venv/bin/python" -m pip install --upgrade "$SRC_DIR")"
+        record_note "skipped (--no-pip): $(quote_cmd "$PYTHON" -m venv "$PREFIX/venv") &&" \
+            "$(quote_cmd "$PREFIX/venv/bin/python" -m pip install --upgrade "$SRC_DIR")"
         return 0
     fi
     if [ -x "$venv/bin/python" ] &&
@@ -532,25 +538,29 @@ install_package() {
 # Copy models/<bundle> to $PREFIX/models/<bundle>, replacing the old copy in one rename. A model.om
 # converted on this board is carried over when the network (model.yaml files:) is unchanged.
 install_bundle() {
-    local src=$SRC_DIR/models/$BUNDLE dest staging old
+    local src=$SRC_DIR/models/$BUNDLE dest staging old om=none
     dest=$(t "$PREFIX/models/$BUNDLE")
     staging=$(t "$PREFIX/models/.$BUNDLE.new")
     old=$(t "$PREFIX/models/.$BUNDLE.old")
+    if [ -f "$src/model.om" ]; then
+        om=shipped
+    elif [ -f "$dest/model.om" ]; then
+        if same_network "$src/model.yaml" "$dest/model.yaml"; then om=kept; else om=stale; fi
+    fi
     info "model bundle $BUNDLE -> $PREFIX/models/$BUNDLE"
     run rm -rf "$staging" "$old"
     run cp -R "$src" "$staging"
-    if [ ! -f "$src/model.om" ] && [ -f "$dest/model.om" ]; then
-        if same_network "$src/model.yaml" "$dest/model.yaml"; then
+    case "$om" in
+        kept)
             info "keeping the model.om converted earlier (same network)"
             run cp -p "$dest/model.om" "$staging/model.om"
-        else
-            warn "the network changed: the old model.om is stale and is not kept"
-        fi
-    fi
-    if [ "$SIM" -eq 0 ] && [ ! -f "$src/model.om" ] && ! { [ -f "$dest/model.om" ] && same_network "$src/model.yaml" "$dest/model.yaml"; }; then
-        warn "no model.om for $BUNDLE: the NPU runs .om models only. Convert it with ATC
-         (cd models/$BUNDLE && ./convert_om.sh, on a machine with the CANN toolkit; docs/DEPLOY.md)
-         and run install.sh again; until then the service cannot start on runtime acl."
+            ;;
+        stale) warn "the network changed: the old model.om is stale and is not kept" ;;
+    esac
+    if [ "$SIM" -eq 0 ] && { [ "$om" = none ] || [ "$om" = stale ]; }; then
+        warn "no model.om for $BUNDLE: the NPU runs .om models only. Convert it with ATC" \
+            "(models/$BUNDLE/convert_om.sh on a machine with the CANN toolkit; docs/DEPLOY.md)" \
+            "and run install.sh again; until then the service cannot start on runtime acl."
     fi
     run chmod -R u=rwX,go=rX "$staging"
     if [ -d "$dest" ]; then run mv "$dest" "$old"; fi

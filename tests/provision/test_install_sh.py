@@ -71,7 +71,8 @@ def fake_cann(base: str, version: str = "5.0.4.alpha005", where: str = "usr/loca
     with open(os.path.join(d, "set_env.sh"), "w") as fh:
         fh.write(textwrap.dedent("""\
             export ASCEND_TOOLKIT_HOME={t}
-            export LD_LIBRARY_PATH=${{ASCEND_TOOLKIT_HOME}}/lib64:${{ASCEND_TOOLKIT_HOME}}/runtime/lib64:${{LD_LIBRARY_PATH}}
+            export LD_LIBRARY_PATH=${{ASCEND_TOOLKIT_HOME}}/lib64:${{LD_LIBRARY_PATH}}
+            export LD_LIBRARY_PATH=${{ASCEND_TOOLKIT_HOME}}/runtime/lib64:${{LD_LIBRARY_PATH}}
             export PYTHONPATH=${{ASCEND_TOOLKIT_HOME}}/python/site-packages:${{PYTHONPATH}}
             export PATH=${{ASCEND_TOOLKIT_HOME}}/bin:$PATH
             export ASCEND_OPP_PATH=${{ASCEND_TOOLKIT_HOME}}/opp
@@ -232,7 +233,7 @@ def test_acl_install_captures_the_cann_environment_for_systemd(tmp_path):
     lines = dict(ln.split("=", 1) for ln in env.splitlines() if ln and not ln.startswith("#"))
     home = "/usr/local/Ascend/ascend-toolkit/latest"
     assert lines["ASCEND_TOOLKIT_HOME"] == '"%s"' % home                    # no staging prefix
-    assert lines["LD_LIBRARY_PATH"] == '"%s/lib64:%s/runtime/lib64"' % (home, home)   # no empty entries
+    assert lines["LD_LIBRARY_PATH"] == '"%s/runtime/lib64:%s/lib64"' % (home, home)   # no empty entries
     assert lines["PYTHONPATH"] == '"%s/python/site-packages"' % home
     assert lines["PATH"].startswith('"%s/bin:' % home)
     assert lines["ASCEND_OPP_PATH"] == '"%s/opp"' % home
