@@ -1,7 +1,8 @@
 """Run a Python module with W+X memory forbidden, as systemd's MemoryDenyWriteExecute=yes does.
 
 Usage: python mdwe_run.py MODULE [ARGS...]  or  python mdwe_run.py -c CODE.
-Uses prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN) (Linux >= 6.3); exits with status 77 when the kernel does not support it.
+Uses prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN) (Linux >= 6.3); exits with status 77 when the
+kernel does not support it.
 """
 from __future__ import annotations
 
