@@ -1,0 +1,384 @@
+"""Durable SQLite journal of captures: what arrived, what state it is in, what happened to it.
+
+One row per distinct *content* (the id is the first 16 hex digits of the SHA-256 of the file bytes), so
+the same image copied in twice under different names is recorded once. The journal is what makes the
+daemon restartable: on startup :meth:`Journal.recover` puts interrupted ('processing') items back to
+'queued' and returns everything that still has to be done; finished items are not redone.
+
+The database lives at ``DATA_DIR/state/journal.sqlite3`` (ARCHITECTURE.md), in WAL mode so readers
+(the web page, ``vessel-seg doctor``, tests) never block the writer, with ``synchronous=FULL`` so a state
+change that returned is on disk even after a power cut. A :class:`Journal` is safe to share between
+threads: it owns one connection guarded by a lock.
+
+Rows are returned as plain dicts with the keys of :data:`COLUMNS`.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+__all__ = ["Journal", "JournalError", "UnknownCaptureError", "sha256_file", "STATES", "COLUMNS",
+           "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
+
+#: Allowed values of ``captures.state``.
+STATES = ("queued", "processing", "done", "failed")
+
+#: Columns of a captures row, in table order.
+COLUMNS = ("id", "sha256", "source", "path", "state", "reason", "attempts", "created", "updated", "size",
+           "result_dir")
+
+#: Version of the schema this module writes; older databases are migrated on open.
+SCHEMA_VERSION = 1
+
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+_SCHEMA_V1 = (
+    """CREATE TABLE IF NOT EXISTS captures (
+        id          TEXT PRIMARY KEY,
+        sha256      TEXT NOT NULL UNIQUE,
+        source      TEXT NOT NULL,
+        path        TEXT,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'processing', 'done', 'failed')),
+        reason      TEXT,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        created     TEXT NOT NULL,
+        updated     TEXT NOT NULL,
+        size        INTEGER,
+        result_dir  TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS captures_state ON captures(state)",
+    "CREATE INDEX IF NOT EXISTS captures_created ON captures(created)",
+    "CREATE INDEX IF NOT EXISTS captures_updated ON captures(updated)",
+)
+
+#: version -> statements that bring a database from version-1 to version.
+_MIGRATIONS = {1: _SCHEMA_V1}  # type: Dict[int, Tuple[str, ...]]
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be opened or used (corrupt file, newer schema, closed, bad argument)."""
+
+
+class UnknownCaptureError(JournalError, KeyError):
+    """No captures row has the given id."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else "unknown capture"
+
+
+def sha256_file(path: Union[str, "os.PathLike[str]"], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content, read in ``chunk``-byte pieces (constant memory)."""
+    if chunk <= 0:
+        raise ValueError("chunk must be a positive number of bytes, got %r" % (chunk,))
+    h = hashlib.sha256()
+    with open(os.fspath(path), "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _now_iso() -> str:
+    """Current UTC time, ISO-8601 with a Z suffix, second resolution (same format as pipeline.results)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _normalise_ts(ts: str) -> str:
+    """An ISO-8601 timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` in UTC, so it compares correctly with stored ones."""
+    if not isinstance(ts, str):
+        raise JournalError("timestamp must be an ISO-8601 string, got %r" % (ts,))
+    text = ts.strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise JournalError("not an ISO-8601 timestamp: %r" % (ts,))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_state(state: str) -> str:
+    if state not in STATES:
+        raise JournalError("invalid state %r (expected one of: %s)" % (state, ", ".join(STATES)))
+    return state
+
+
+def _check_id(capture_id: str) -> str:
+    if not isinstance(capture_id, str) or not _ID_RE.match(capture_id):
+        raise JournalError("invalid capture id %r (expected 16 lowercase hex digits)" % (capture_id,))
+    return capture_id
+
+
+def _check_paging(offset: int, limit: int) -> Tuple[int, int]:
+    for name, value in (("offset", offset), ("limit", limit)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise JournalError("%s must be a non-negative int, got %r" % (name, value))
+    return offset, limit
+
+
+class Journal(object):
+    """The captures journal (see the module docstring).
+
+    ``Journal(path)`` creates the parent directory and the database if needed, switches it to WAL mode,
+    and migrates an older schema. Every method may be called from any thread.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError("cannot create the journal directory %s: %s" % (self.path.parent, exc))
+        try:
+            self._con = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
+                                        check_same_thread=False)  # type: Optional[sqlite3.Connection]
+        except sqlite3.Error as exc:
+            raise JournalError("cannot open the journal %s: %s" % (self.path, exc))
+        try:
+            self._setup(timeout)
+        except sqlite3.DatabaseError as exc:
+            self._con.close()
+            self._con = None
+            raise JournalError("cannot use the journal %s (%s); the file was left untouched" % (self.path, exc))
+        except JournalError:
+            self._con.close()
+            self._con = None
+            raise
+        log.debug("journal open: %s", self.path)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, timeout: float) -> None:
+        con = self._con
+        assert con is not None
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalError("the journal %s could not be switched to WAL mode (got %r)" % (self.path, mode))
+        con.execute("PRAGMA synchronous = FULL")
+        with self._transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = int(row[0]) if row and row[0] is not None else 0
+            if current > SCHEMA_VERSION:
+                raise JournalError("the journal %s has schema version %d, newer than this software (%d); "
+                                   "upgrade vessel-seg" % (self.path, current, SCHEMA_VERSION))
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    cur.execute(statement)
+                cur.execute("DELETE FROM schema_version")
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                log.info("journal %s: schema at version %d", self.path, version)
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._con is None:
+            raise JournalError("the journal %s is closed" % self.path)
+        return self._con
+
+    # ------------------------------------------------------------------ writing
+    def add(self, sha256: str, source: str, path: Union[str, "os.PathLike[str]", None],
+            size: Optional[int]) -> Tuple[str, bool]:
+        """Record a capture by content hash; returns ``(id, is_new)``.
+
+        A new content gets a 'queued' row. Content already in the journal (whatever its file name) is
+        not new and its row is left unchanged: ``(existing id, False)``.
+        """
+        if not isinstance(sha256, str) or not _SHA_RE.match(sha256.lower()):
+            raise JournalError("sha256 must be 64 hex digits, got %r" % (sha256,))
+        if not isinstance(source, str) or not source:
+            raise JournalError("source must be a non-empty file name, got %r" % (source,))
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise JournalError("size must be a non-negative int or None, got %r" % (size,))
+        sha = sha256.lower()
+        cid = sha[:16]
+        path_text = os.fspath(path) if path is not None else None
+        now = _now_iso()
+        with self._transaction() as cur:
+            existing = cur.execute("SELECT id, sha256 FROM captures WHERE id = ? OR sha256 = ?",
+                                   (cid, sha)).fetchone()
+            if existing is not None:
+                if existing["sha256"] != sha:
+                    raise JournalError("id collision: %s already belongs to sha256 %s, not %s"
+                                       % (cid, existing["sha256"], sha))
+                return str(existing["id"]), False
+            cur.execute("INSERT INTO captures (id, sha256, source, path, state, reason, attempts, created, "
+                        "updated, size, result_dir) VALUES (?, ?, ?, ?, 'queued', NULL, 0, ?, ?, ?, NULL)",
+                        (cid, sha, source, path_text, now, now, size))
+        return cid, True
+
+    def mark(self, capture_id: str, state: str, reason: Optional[str] = None,
+             result_dir: Optional[str] = None) -> None:
+        """Set the state of a capture; ``reason`` replaces the previous one (None clears it).
+
+        ``result_dir`` (optional) records where the result folder is. Unknown ids raise
+        :class:`UnknownCaptureError`.
+        """
+        _check_id(capture_id)
+        _check_state(state)
+        if reason is not None and not isinstance(reason, str):
+            reason = str(reason)
+        with self._transaction() as cur:
+            if result_dir is None:
+                cur.execute("UPDATE captures SET state = ?, reason = ?, updated = ? WHERE id = ?",
+                            (state, reason, _now_iso(), capture_id))
+            else:
+                cur.execute("UPDATE captures SET state = ?, reason = ?, updated = ?, result_dir = ? WHERE id = ?",
+                            (state, reason, _now_iso(), os.fspath(result_dir), capture_id))
+            if cur.rowcount != 1:
+                raise UnknownCaptureError("no capture with id %s in the journal" % capture_id)
+
+    def start(self, capture_id: str) -> int:
+        """Mark a capture 'processing' and count the attempt; returns the new attempt count."""
+        _check_id(capture_id)
+        with self._transaction() as cur:
+            cur.execute("UPDATE captures SET state = 'processing', reason = NULL, attempts = attempts + 1, "
+                        "updated = ? WHERE id = ?", (_now_iso(), capture_id))
+            if cur.rowcount != 1:
+                raise UnknownCaptureError("no capture with id %s in the journal" % capture_id)
+            row = cur.execute("SELECT attempts FROM captures WHERE id = ?", (capture_id,)).fetchone()
+        return int(row[0])
+
+    def recover(self) -> List[Dict[str, Any]]:
+        """Startup recovery: 'processing' rows go back to 'queued'; returns every queued row, oldest first."""
+        with self._transaction() as cur:
+            cur.execute("UPDATE captures SET state = 'queued', updated = ? WHERE state = 'processing'",
+                        (_now_iso(),))
+            requeued = cur.rowcount
+            rows = cur.execute("SELECT * FROM captures WHERE state = 'queued' ORDER BY created ASC, rowid ASC"
+                               ).fetchall()
+        if requeued:
+            log.info("journal recovery: %d interrupted item(s) requeued", requeued)
+        return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------ reading
+    def get(self, capture_id: str) -> Optional[Dict[str, Any]]:
+        """The row of a capture, or None when the id is unknown (or not a valid id)."""
+        if not isinstance(capture_id, str) or not _ID_RE.match(capture_id):
+            return None
+        with self._lock:
+            row = self._conn().execute("SELECT * FROM captures WHERE id = ?", (capture_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def find_by_sha(self, sha256: str) -> Optional[Dict[str, Any]]:
+        """The row with this content hash, or None."""
+        if not isinstance(sha256, str):
+            return None
+        with self._lock:
+            row = self._conn().execute("SELECT * FROM captures WHERE sha256 = ?", (sha256.lower(),)).fetchone()
+        return dict(row) if row is not None else None
+
+    def list(self, offset: int = 0, limit: int = 50, state: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Rows newest first (by creation), optionally only those in ``state``."""
+        _check_paging(offset, limit)
+        with self._lock:
+            con = self._conn()
+            if state is None:
+                rows = con.execute("SELECT * FROM captures ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
+                                   (limit, offset)).fetchall()
+            else:
+                rows = con.execute("SELECT * FROM captures WHERE state = ? ORDER BY created DESC, rowid DESC "
+                                   "LIMIT ? OFFSET ?", (_check_state(state), limit, offset)).fetchall()
+        return [dict(r) for r in rows]
+
+    def counts(self) -> Dict[str, int]:
+        """Number of rows per state; every state is present (0 when none)."""
+        with self._lock:
+            rows = self._conn().execute("SELECT state, COUNT(*) FROM captures GROUP BY state").fetchall()
+        out = {s: 0 for s in STATES}
+        out.update({str(r[0]): int(r[1]) for r in rows})
+        return out
+
+    def counts_since(self, iso_ts: str) -> Dict[str, int]:
+        """Number of rows per state among those last updated at or after ``iso_ts`` (ISO-8601, UTC if naive)."""
+        since = _normalise_ts(iso_ts)
+        with self._lock:
+            rows = self._conn().execute("SELECT state, COUNT(*) FROM captures WHERE updated >= ? GROUP BY state",
+                                        (since,)).fetchall()
+        out = {s: 0 for s in STATES}
+        out.update({str(r[0]): int(r[1]) for r in rows})
+        return out
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self._lock:
+            row = self._conn().execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Close the connection (idempotent); later calls raise :class:`JournalError`."""
+        with self._lock:
+            con, self._con = self._con, None
+        if con is not None:
+            con.close()
+            log.debug("journal closed: %s", self.path)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._con is None
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _Transaction(object):
+    """``with journal._transaction() as cur``: lock + BEGIN IMMEDIATE, COMMIT or ROLLBACK."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.cur = None  # type: Optional[sqlite3.Cursor]
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.journal._lock.acquire()
+        try:
+            con = self.journal._conn()
+            self.cur = con.cursor()
+            self.cur.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.journal._lock.release()
+            raise
+        return self.cur
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            assert self.cur is not None
+            if exc_type is None:
+                try:
+                    self.cur.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            else:
+                self._rollback()
+        finally:
+            self.journal._lock.release()
+
+    def _rollback(self) -> None:
+        try:
+            assert self.cur is not None
+            self.cur.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback failed (no transaction open)", exc_info=True)
