@@ -7,10 +7,12 @@ Design (the truth is a scan, events are wake-ups):
   by themselves, so a lost or coalesced event only delays a file until the next periodic rescan.
 * A candidate is *ready* when its size and mtime have been observed unchanged for ``stable_seconds``;
   after a close-after-write event (inotify ``IN_CLOSE_WRITE``) it is ready sooner, once a re-check
-  ``min(stable_seconds, 0.2 s)`` after the close still sees the same size and mtime and no write event
-  came after the close. A writer that pauses for longer than ``stable_seconds`` in the middle of a file
-  cannot be told apart from a finished one: cameras should write to a temporary name (``*.tmp``,
-  ``*.part``, a dotfile) and rename, which is always safe.
+  ``min(stable_seconds, close_recheck_seconds)`` after the close still sees the same size and mtime and
+  no write event came after the close. A writer that pauses in the middle of a file for longer than
+  ``stable_seconds`` (or, if it closes the file between chunks, longer than the close re-check) cannot be
+  told apart from a finished one: cameras should write to a temporary name (``*.tmp``, ``*.part``, a
+  dotfile) and rename, which is always safe; ``close_recheck_seconds >= stable_seconds`` turns the
+  close shortcut off.
 * Each ready file is passed to ``on_ready(path)`` from the watcher's own thread, oldest first, exactly
   once per (name, size, mtime) identity while the process lives. ``on_ready`` may block
   (backpressure): the watcher simply waits, nothing is dropped. Deduplication across restarts is the
@@ -45,7 +47,6 @@ DEFAULT_IGNORE = ("*.tmp", "*.part", "*.partial", "*.crdownload", ".*", "*~")
 #: Image file extensions handed out (case-insensitive).
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp")
 
-_CLOSE_SETTLE_S = 0.2        # re-check delay after a close-after-write event (capped by stable_seconds)
 _MIN_RECHECK_S = 0.02        # smallest wait before re-checking a candidate
 _EVENT_SCAN_GAP_S = 0.1      # event-triggered scans are coalesced to at most one per this interval
 _ERROR_BACKOFF_S = 1.0       # pause after an unexpected error in the loop
@@ -92,6 +93,8 @@ class CaptureWatcher(object):
         on_rejected: optional ``(path, reason)`` callback for paths refused for safety (symlinks that
             resolve outside ``capture_dir`` or cannot be resolved); called once per path and target.
         poll_seconds: scan period when no observer runs (default ``min(rescan_seconds, 2.0)``).
+        close_recheck_seconds: after a close-after-write event, a file whose size and mtime stay unchanged
+            for this long (at most ``stable_seconds``) is ready.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class CaptureWatcher(object):
         extensions: Tuple[str, ...] = DEFAULT_EXTENSIONS,
         on_rejected: Optional[Callable[[Path, str], None]] = None,
         poll_seconds: Optional[float] = None,
+        close_recheck_seconds: float = 0.2,
     ) -> None:
         if not callable(on_ready):
             raise TypeError("on_ready must be callable")
@@ -116,6 +120,8 @@ class CaptureWatcher(object):
             raise ValueError("rescan_seconds must be > 0, got %r" % (rescan_seconds,))
         if poll_seconds is not None and float(poll_seconds) <= 0:
             raise ValueError("poll_seconds must be > 0, got %r" % (poll_seconds,))
+        if float(close_recheck_seconds) < 0:
+            raise ValueError("close_recheck_seconds must be >= 0, got %r" % (close_recheck_seconds,))
         if isinstance(extensions, str):
             raise TypeError("extensions must be a tuple of extensions such as ('.png', '.jpg'), not a string")
         self.capture_dir = Path(capture_dir)
@@ -125,6 +131,7 @@ class CaptureWatcher(object):
         self.rescan_seconds = float(rescan_seconds)
         self.poll_seconds = float(poll_seconds) if poll_seconds is not None else min(self.rescan_seconds, 2.0)
         self.use_watchdog = bool(use_watchdog)
+        self.close_recheck_seconds = min(float(close_recheck_seconds), self.stable_seconds)
         self.ignore = tuple(p.lower() for p in (DEFAULT_IGNORE if ignore is None else ignore))
         self.extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
 
@@ -318,8 +325,7 @@ class CaptureWatcher(object):
             due = cand.since + max(self.stable_seconds, _MIN_RECHECK_S)
             closed = self._closed_at.get(name)
             if closed is not None:
-                due = min(due, max(cand.since, closed) + max(min(self.stable_seconds, _CLOSE_SETTLE_S),
-                                                            _MIN_RECHECK_S))
+                due = min(due, max(cand.since, closed) + max(self.close_recheck_seconds, _MIN_RECHECK_S))
             best = min(best, due)
         return best
 
@@ -386,8 +392,8 @@ class CaptureWatcher(object):
         closed = self._closed_at.get(name)
         if closed is None:
             return False
-        settle = min(self.stable_seconds, _CLOSE_SETTLE_S)
-        return now - max(cand.since, closed) >= settle and now > max(cand.since, closed)
+        after = max(cand.since, closed)
+        return now - after >= self.close_recheck_seconds and now > after
 
     def _wanted_name(self, name: str) -> bool:
         lower = name.lower()
