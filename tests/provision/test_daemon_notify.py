@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from typing import Iterator, List, Optional
+import urllib.error
+import urllib.request
+from typing import Iterator, List, Optional, Sequence
 
 import pytest
 import yaml
 
 from notify_helpers import NotifyReceiver, fields
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+MDWE_RUN = os.path.join(HERE, "mdwe_run.py")
 
 #: The daemon and the modules it needs to start; the test skips until all of them have landed.
 DAEMON_MODULES = ("pipeline/daemon.py", "pipeline/journal.py", "camera/ingest.py", "camera/synthetic.py")
@@ -31,14 +36,14 @@ STARTUP_TIMEOUT_S = 90.0      # imports numpy/OpenCV on a loaded 2-core CI box
 WATCHDOG_USEC = 1000000       # pings expected every 0.5 s
 
 
-def _write_config(path: str, data_dir: str, hang_execute: bool) -> str:
+def _write_config(path: str, data_dir: str, hang_execute: bool, web_port: Optional[int] = None) -> str:
     cfg = {
         "data_dir": data_dir,
         "ingest": {"stable_seconds": 0.2, "rescan_seconds": 1.0},
         "pipeline": {"shutdown_timeout_s": 2.0, "retry_interval_s": 0.5},
         "device": {"runtime": "sim", "hang_timeout_s": 1.0,
                    "sim": {"compute": "surrogate", "device_time_ms": 5.0, "hang_execute": hang_execute}},
-        "web": {"enabled": False},
+        "web": {"enabled": web_port is not None, "host": "127.0.0.1", "port": web_port or 8080},
         "logging": {"level": "INFO"},
     }
     with open(path, "w") as fh:
@@ -63,10 +68,12 @@ def _drop(capture: str, name: str, data: bytes) -> None:
 class NotifyDaemon(object):
     """The daemon as a subprocess under a fake systemd notify socket."""
 
-    def __init__(self, receiver: NotifyReceiver, workdir: str, hang_execute: bool) -> None:
+    def __init__(self, receiver: NotifyReceiver, workdir: str, hang_execute: bool,
+                 web_port: Optional[int] = None, wrapper: Sequence[str] = ()) -> None:
         self.receiver = receiver
         self.data_dir = os.path.join(workdir, "data")
-        self.config = _write_config(os.path.join(workdir, "config.yaml"), self.data_dir, hang_execute)
+        self.config = _write_config(os.path.join(workdir, "config.yaml"), self.data_dir, hang_execute, web_port)
+        self.wrapper = list(wrapper)    # e.g. mdwe_run.py: run the daemon as MemoryDenyWriteExecute would
         self.log_path = os.path.join(workdir, "daemon.log")
         self.proc = None  # type: Optional[subprocess.Popen]
 
@@ -77,7 +84,7 @@ class NotifyDaemon(object):
         env.pop("WATCHDOG_PID", None)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "run", "--config", self.config,
+                [sys.executable] + (self.wrapper or ["-m"]) + ["pipeline.cli", "run", "--config", self.config,
                  "--data-dir", self.data_dir, "--runtime", "sim"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
@@ -137,8 +144,8 @@ def _is_ping(msg: str) -> bool:
 def daemon_factory(notify_receiver, short_tmp) -> Iterator:
     started = []
 
-    def make(hang_execute: bool) -> NotifyDaemon:
-        d = NotifyDaemon(notify_receiver, short_tmp, hang_execute).start()
+    def make(hang_execute: bool, **kwargs) -> NotifyDaemon:
+        d = NotifyDaemon(notify_receiver, short_tmp, hang_execute, **kwargs).start()
         started.append(d)
         return d
 
@@ -190,3 +197,39 @@ def test_watchdog_pings_stop_when_execute_hangs(daemon_factory):
         pytest.fail("watchdog pings never stopped while execute hung:\n%s" % daemon.log_tail())
     assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon itself stays up; systemd kills it"
     assert not any(_is_ping(m) for m in daemon.collect(1.5))
+
+
+def _free_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def _mdwe_supported() -> bool:
+    proc = subprocess.run([sys.executable, MDWE_RUN, "json.tool", "--help"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    return proc.returncode != 77
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _mdwe_supported(),
+                    reason="kernel without prctl(PR_SET_MDWE) (Linux >= 6.3) to emulate MemoryDenyWriteExecute=yes")
+def test_daemon_with_status_page_works_under_memory_deny_write_execute(daemon_factory):
+    """The unit sets MemoryDenyWriteExecute=yes: numpy, OpenCV, Flask/waitress and watchdog must cope."""
+    port = _free_port()
+    daemon = daemon_factory(hang_execute=False, web_port=port, wrapper=[MDWE_RUN])
+    daemon.wait_message(_is_ready, STARTUP_TIMEOUT_S, "READY=1 under MDWE")
+    _drop(os.path.join(daemon.data_dir, "capture"), "eye3.png", _fundus_png())
+    daemon.wait_message(lambda m: "1 processed" in fields(m).get("STATUS", ""), 60.0, "1 processed under MDWE")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=5) as resp:
+                assert resp.status == 200
+                break
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    assert daemon.stop() == 0
