@@ -139,6 +139,7 @@ SCHEMA: Dict[str, Any] = {
             "compute": Field(["str"], "real", choices=["real", "surrogate"]),
             "faults": Field(["faults"], []),
             "hang_execute": Field(["bool"], False),
+            "hang_after": Field(["int", "null"], None, minimum=0),
         },
     },
     "model": {

@@ -13,6 +13,9 @@ Options (all optional):
 ``hang_execute``     execute blocks until un-hung (control.set_hang(False)) or ``hang_timeout_s`` passes, then
                      returns 507014 ACL_ERROR_RT_AICORE_TIMEOUT
 ``hang_timeout_s``   default 600
+``hang_after``       null (default) or N >= 0: once N executes have completed in this process, executes hang as
+                     with ``hang_execute`` (one-shot; ``control.set_hang(False)`` releases them). Lets a config
+                     file make a running daemon hang mid-run (stress tests of the watchdog path)
 ``run_mode``         0 ACL_DEVICE (the 200DK, default) or 1 ACL_HOST
 ``hide_bytes_to_ptr`` mimic CANN 5.x (acl.util has no bytes_to_ptr/ptr_to_bytes)
 ``memory_limit_mb``  simulated device memory (malloc + dvpp), default 4096; beyond it malloc gives 207001
@@ -56,6 +59,7 @@ class SimOptions:
     faults: List[Dict[str, Any]] = field(default_factory=list)
     hang_execute: bool = False
     hang_timeout_s: float = 600.0
+    hang_after: Optional[int] = None
     run_mode: int = 0
     hide_bytes_to_ptr: bool = False
     memory_limit_mb: float = 4096.0
@@ -90,6 +94,9 @@ def parse_options(options: Optional[Dict[str, Any]]) -> SimOptions:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError("sim_options: %s must be a positive number, got %r" % (key, value))
             value = float(value)
+        if key == "hang_after" and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError("sim_options: hang_after must be an integer >= 0 or null, got %r" % (value,))
         if key in ("hang_execute", "hide_bytes_to_ptr") and not isinstance(value, bool):
             raise ValueError("sim_options: %s must be true or false, got %r" % (key, value))
         if key == "faults":

@@ -223,7 +223,18 @@ class SimState:
         log.warning("sim leak: %s", text)
 
     def wait_if_hung(self) -> int:
-        """Block while ``hang_execute`` is set (until un-hung or ``hang_timeout_s``); 0 or 507014."""
+        """Block while ``hang_execute`` is set (until un-hung or ``hang_timeout_s``); 0 or 507014.
+
+        ``hang_after``: once that many executes have completed, set ``hang_execute`` (one-shot)."""
+        after = self.options.hang_after
+        if after is not None and not self.options.hang_execute and self.counters["executes"] >= after:
+            with self.lock:
+                if self.options.hang_after is not None:
+                    log.warning("sim: %d executes completed: executes hang from now on (hang_after)",
+                                self.counters["executes"])
+                    self.options.hang_after = None
+                    self.hang_release.clear()
+                    self.options.hang_execute = True
         if not self.options.hang_execute:
             return ACL_SUCCESS
         event = self.hang_release

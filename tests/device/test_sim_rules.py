@@ -410,6 +410,31 @@ def test_hung_execute_times_out_with_507014(sim, make_bundle):
     shutdown(acl, ctx, stream)
 
 
+def test_hang_after_n_executes_hangs_the_next_one_once_until_released(sim, make_bundle):
+    acl, control = sim
+    bundle = make_bundle()
+    control.configure({"hang_after": 2, "hang_timeout_s": 0.2, "compute": "surrogate"})
+    ctx, stream = boot(acl)
+    m = Loaded(acl, bundle)
+    m.write(random_input(bundle))
+    assert [acl.mdl.execute(m.model_id, m.in_ds, m.out_ds) for _ in range(2)] == [0, 0]
+    t0 = time.monotonic()
+    assert acl.mdl.execute(m.model_id, m.in_ds, m.out_ds) == 507014   # the third one hangs, then times out
+    assert time.monotonic() - t0 >= 0.2
+    control.set_hang(False)
+    assert acl.mdl.execute(m.model_id, m.in_ds, m.out_ds) == 0         # one-shot: released, no new hang
+    m.release()
+    shutdown(acl, ctx, stream)
+
+
+def test_hang_after_must_be_a_non_negative_integer_or_null(sim):
+    _, control = sim
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="hang_after"):
+            control.configure({"hang_after": bad})
+    assert control.configure({"hang_after": None}).hang_after is None
+
+
 def test_device_time_sleeps_without_using_the_cpu(sim, make_bundle):
     acl, control = sim
     bundle = make_bundle()
