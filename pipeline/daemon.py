@@ -590,7 +590,8 @@ class _Callbacks(object):
         self.d.journal.start(item.id)
 
     def on_done(self, job: Any) -> None:
-        self.d.journal.mark(job.item.id, "done")
+        result_dir = str(job.result_path.parent) if job.result_path is not None else None
+        self.d.journal.mark(job.item.id, "done", result_dir=result_dir)
         total = job.timings_ms.get("total", 0.0)
         log.info("done %s -> results/%s (%.0f ms)", job.item.source, job.item.id, total)
         self.d._after_done(Path(job.item.path), job.item.id)
