@@ -191,8 +191,9 @@ class Stages(object):
             meta = self.result_meta(job, rendered.vessel_density_fov, rendered.fov_fraction, threshold)
             meta["vessel_pixels"] = rendered.vessel_pixels
         # the render time is final only now; result.json carries it
+        job.timings_ms["total"] = (time.perf_counter() - job.started) * 1000.0
         meta["timings_ms"]["render"] = round(job.timings_ms["render"], 3)
-        meta["timings_ms"]["total"] = round((time.perf_counter() - job.started) * 1000.0, 3)
+        meta["timings_ms"]["total"] = round(job.timings_ms["total"], 3)
         job.result_path = finish_result(out_dir, meta)
         return job.result_path
 
