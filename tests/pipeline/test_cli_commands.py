@@ -115,3 +115,16 @@ def test_segment_refuses_inputs_sharing_a_stem(tmp_path, capsys):
     b = write_image(tmp_path / "x.jpg", fundus_like(64, 64))
     assert main(["segment", "--out", str(tmp_path / "o"), str(a), str(b)]) == 2
     assert "stem" in capsys.readouterr().err
+
+
+def test_camera_sim_writes_complete_images_into_the_capture_folder(tmp_path):
+    pytest.importorskip("camera.simulator")
+    from PIL import Image
+
+    code = main(["camera-sim", "--to", str(tmp_path), "--count", "2", "--rate", "100", "--size", "96x80"])
+    assert code == 0
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 2
+    for f in files:
+        with Image.open(str(f)) as img:
+            assert img.size == (96, 80)
