@@ -66,10 +66,20 @@ def test_ingest_paths_duplicates_and_bad_files_then_sigterm_exits_0(tmp_path, da
         assert meta["input"]["bytes"] == len(chunked) and meta["source"] == "streamed.png"
         states = journal_states(data_dir)
         assert sorted(states.values()) == ["done"] * 3 + ["failed"] * 3
+        assert d.proc.poll() is None
         # the status page is served by the daemon
         status = json.loads(urllib.request.urlopen("http://127.0.0.1:%d/api/status" % port, timeout=10).read())
         assert status["processed"] == 3 and status["failed"] == 3 and status["runtime"] == "sim"
         assert urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=10).status == 200
+        # SIGHUP: safe keys take effect, the rest is reported as needing a restart
+        text = cfg.read_text().replace("stable_seconds: 0.3", "stable_seconds: 0.4")
+        cfg.write_text(text + "model:\n  threshold: 0.7\n")
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: "reload: model.threshold applied" in d.log(), 20, "reload applied", d)
+        drop_by_rename(capture, "after reload.png", fundus_bytes(5))
+        rid = _sha16(fundus_bytes(5))
+        wait_until(lambda: rid in complete_results(data_dir), 30, "result after reload", d)
+        assert json.loads((data_dir / "results" / rid / "result.json").read_text())["threshold"] == 0.7
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.log_tail()
     finally:
