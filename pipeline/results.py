@@ -42,12 +42,24 @@ def utc_now_iso(ts: Optional[float] = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
 
 
+#: Temp names of ``pipeline.atomic`` (".<name>.<12 hex>.tmp"); a kill -9 mid-write leaves one behind.
+_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
 def begin_result(result_dir: Path) -> None:
-    """Prepare a result folder: create it; drop a stale result.json so it never looks complete while rewritten."""
+    """Prepare a result folder: create it; drop a stale result.json so it never looks complete while rewritten,
+    and temp files of writes interrupted by a crash (a result is only ever redone after one)."""
     result_dir.mkdir(parents=True, exist_ok=True)
     stale = result_dir / RESULT_JSON
     if stale.exists():
         stale.unlink()
+    for name in os.listdir(str(result_dir)):
+        if _TEMP_RE.match(name):
+            log.info("removing %s/%s left by an interrupted write", result_dir.name, name)
+            try:
+                os.unlink(str(result_dir / name))
+            except FileNotFoundError:
+                pass
 
 
 def write_result_file(result_dir: Path, name: str, data: bytes) -> Path:

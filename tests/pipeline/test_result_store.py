@@ -73,6 +73,18 @@ def test_rewriting_drops_the_stale_result_json_first(tmp_path):
     assert store.file_path(RID, "result.json") is not None  # refused before touching anything
 
 
+def test_redoing_a_result_removes_temp_files_of_a_write_killed_midway(tmp_path):
+    from pipeline.results import begin_result
+
+    folder = tmp_path / "results" / RID
+    folder.mkdir(parents=True)
+    (folder / ".thumb.jpg.0123456789ab.tmp").write_bytes(b"half a thumbnail")
+    (folder / ".result.json.a1b2c3d4e5f6.tmp").write_bytes(b"{")
+    (folder / "probability.bin").write_bytes(b"\0" * PROB_NBYTES)
+    begin_result(folder)
+    assert sorted(os.listdir(str(folder))) == ["probability.bin"]
+
+
 @pytest.mark.parametrize("rid,name", [
     ("../../etc", "passwd"), (RID, "../result.json"), (RID, "input.png"), ("0123456789ABCDEF", "mask.png"),
     ("0123", "mask.png"), (None, "mask.png"),
