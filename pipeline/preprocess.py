@@ -83,7 +83,8 @@ def detect_fov(rgb: np.ndarray) -> np.ndarray:
     Falls back to the whole image when no dark surround is found (an already cropped photograph).
     """
     h, w = rgb.shape[:2]
-    bright = rgb.max(axis=2)
+    r, g, b = cv2.split(rgb)
+    bright = cv2.max(cv2.max(r, g), b)
     small_scale = 256.0 / max(h, w)
     if small_scale < 1.0:
         small = cv2.resize(bright, (max(1, int(round(w * small_scale))), max(1, int(round(h * small_scale)))),
@@ -119,11 +120,11 @@ def detect_fov(rgb: np.ndarray) -> np.ndarray:
 def square_crop_geometry(fov: np.ndarray, size: int, margin: float) -> Geometry:
     """A square box centred on the FOV's bounding box, ``margin`` (fraction of its side) on each side."""
     h, w = fov.shape
-    ys, xs = np.nonzero(fov)
-    if len(xs) == 0:
+    bx, by, bw, bh = cv2.boundingRect(fov.astype(np.uint8))
+    if bw == 0 or bh == 0:
         x_min, x_max, y_min, y_max = 0, w - 1, 0, h - 1
     else:
-        x_min, x_max, y_min, y_max = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+        x_min, x_max, y_min, y_max = bx, bx + bw - 1, by, by + bh - 1
     side = int(round(max(x_max - x_min + 1, y_max - y_min + 1) * (1.0 + 2.0 * margin)))
     side = max(side, 8)
     cx = (x_min + x_max + 1) / 2.0
@@ -189,9 +190,8 @@ def _fill_outside(gray: np.ndarray, fov: np.ndarray, rim_px: int = 4) -> np.ndar
     return np.where(src, img, fill_full)
 
 
-def normalise_colour(rgb_model: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
-    """Green channel, outside-FOV extension, CLAHE. Returns uint8 (size, size) gray."""
-    green = rgb_model[:, :, 1]
+def normalise_colour(green: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    """Outside-FOV extension of the (model-sized) green channel, then CLAHE. Returns uint8 (size, size) gray."""
     if fov_model.any():
         extended = _fill_outside(green, fov_model)
     else:
@@ -212,11 +212,12 @@ def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Pr
     fov = detect_fov(rgb)
     g = square_crop_geometry(fov, params.size, params.fov_margin)
     t1 = time.perf_counter()
-    rgb_model = crop_and_resize(rgb, g)
+    # Only the green channel is used (best vessel contrast), so only it is cropped and resized.
+    green_model = crop_and_resize(np.ascontiguousarray(rgb[:, :, 1]), g)
     fov_model = map_mask(fov, g)
     t2 = time.perf_counter()
-    gray = normalise_colour(rgb_model, fov_model, params)
-    model_rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    gray = normalise_colour(green_model, fov_model, params)
+    model_rgb = cv2.merge([gray, gray, gray])
     t3 = time.perf_counter()
     return Preprocessed(model_rgb=model_rgb, fov=fov_model, fov_original=fov, geometry=g,
                         timings_ms={"fov": (t1 - t0) * 1e3, "resize": (t2 - t1) * 1e3,
@@ -228,6 +229,13 @@ def rgb_to_nv12(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     if h % 2 or w % 2:
         raise ValueError("NV12 needs even width and height, got %dx%d" % (w, h))
+    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    r8, g8, b8 = cv2.split(rgb)
+    if np.array_equal(r8, g8) and np.array_equal(g8, b8):
+        # Gray input (what ``preprocess`` produces): Y is the gray value exactly, chroma is neutral.
+        out[:h] = g8
+        out[h:] = 128
+        return out
     f = rgb.astype(np.float32)
     r, g, b = f[:, :, 0], f[:, :, 1], f[:, :, 2]
     y = 0.299 * r + 0.587 * g + 0.114 * b
@@ -236,7 +244,6 @@ def rgb_to_nv12(rgb: np.ndarray) -> np.ndarray:
     # 2x2 block averages for chroma.
     u2 = u.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
     v2 = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
     out[:h] = np.clip(np.rint(y), 0, 255).astype(np.uint8)
     uv = np.empty((h // 2, w), dtype=np.float32)
     uv[:, 0::2] = u2
