@@ -118,6 +118,7 @@ class Daemon(object):
         self._precision = "unknown"
         self._stopped = False
         self._last_hour_cache = (0.0, {})  # type: Any
+        self._held_duplicates: Dict[str, List[Path]] = {}
 
     @staticmethod
     def _default_notifier() -> Any:
@@ -344,16 +345,44 @@ class Daemon(object):
             self.scheduler.submit(WorkItem(id=rid, sha256=sha, source=path.name, path=path, size=size))
         elif state == "failed":
             self.metrics.inc("duplicates")
-            if path.exists():
-                from pipeline.quarantine import quarantine_file
-
-                quarantine_file(path, self.paths.quarantine, "duplicate_of_failed",
-                                "same content as %s, which failed: %s" % (row.get("source"), row.get("reason")),
-                                sha256=sha, result_id=rid)
+            self._quarantine_duplicate(path, rid, row)
         elif not same_file:
             self.metrics.inc("duplicates")
             log.info("duplicate: %s has the same content as %s, already %s", path.name, row.get("source"), state)
-            self._after_done(path, rid)
+            self._hold_duplicate(rid, path)
+
+    def _quarantine_duplicate(self, path: Path, rid: str, row: Dict[str, Any]) -> None:
+        if not path.exists():
+            return
+        from pipeline.quarantine import quarantine_file
+
+        try:
+            quarantine_file(path, self.paths.quarantine, "duplicate_of_failed",
+                            "same content as %s, which failed: %s" % (row.get("source"), row.get("reason")),
+                            sha256=row.get("sha256"), result_id=rid)
+        except OSError as exc:
+            log.error("cannot quarantine %s: %s", path, exc)
+
+    def _hold_duplicate(self, rid: str, path: Path) -> None:
+        """A duplicate of an item still queued or processing is settled with its original: archived (per
+        ``ingest.after``) once the original is done, quarantined if the original fails; never before."""
+        with self._lock:
+            self._held_duplicates.setdefault(rid, []).append(path)
+        if _row_dict(self.journal.get(rid)).get("state") in ("done", "failed"):   # it finished meanwhile
+            self.settle_duplicates(rid)
+
+    def settle_duplicates(self, rid: str) -> None:
+        """Apply the original's outcome (journal state done/failed) to the duplicates held for ``rid``."""
+        with self._lock:
+            paths = self._held_duplicates.pop(rid, [])
+        if not paths:
+            return
+        row = _row_dict(self.journal.get(rid))
+        for path in paths:
+            if row.get("state") == "failed":
+                self._quarantine_duplicate(path, rid, row)
+            else:
+                self._after_done(path, rid)
 
     def _quarantine_unhashed(self, path: Path, reason: str, detail: str) -> None:
         from pipeline.quarantine import quarantine_file
@@ -595,6 +624,7 @@ class _Callbacks(object):
         total = job.timings_ms.get("total", 0.0)
         log.info("done %s -> results/%s (%.0f ms)", job.item.source, job.item.id, total)
         self.d._after_done(Path(job.item.path), job.item.id)
+        self.d.settle_duplicates(job.item.id)
 
     def on_rejected(self, item: Any, reason: str, detail: str) -> None:
         from pipeline.quarantine import quarantine_file
@@ -605,6 +635,7 @@ class _Callbacks(object):
         except OSError as exc:
             log.error("cannot quarantine %s: %s", item.path, exc)
         self.d.journal.mark(item.id, "failed", "%s: %s" % (reason, detail))
+        self.d.settle_duplicates(item.id)
 
     def on_state(self, state: Any, reason: str) -> None:
         if self.d.notifier is not None and self.d.scheduler is not None:

@@ -113,6 +113,37 @@ def test_bad_file_is_quarantined_with_a_reason_and_a_failed_journal_row(running)
     assert d.results.get(q["id"])["state"] == "failed"
 
 
+def test_a_duplicate_of_an_item_that_later_fails_is_quarantined_with_it_not_left_in_capture(running):
+    d = running()
+    d.scheduler.pause("held by the test", kind="manual")       # the first copy stays queued
+    bad = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR garbage"
+    (d.paths.capture / "first.png").write_bytes(bad)
+    _wait(lambda: d.status()["queued"] == 1, what="first copy queued")
+    (d.paths.capture / "second.png").write_bytes(bad)
+    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate seen while the first is queued")
+    d.scheduler.resume("manual")
+    _wait(lambda: len(d.results.quarantined()) == 2, what="both copies quarantined")
+    reasons = {q["source"]: q["reason"] for q in d.results.quarantined()}
+    assert reasons["second.png"] == "duplicate_of_failed" and reasons["first.png"] != "duplicate_of_failed"
+    assert os.listdir(str(d.paths.capture)) == []
+
+
+def test_a_duplicate_of_an_item_in_flight_is_archived_only_once_the_original_is_done(running, cfg):
+    cfg["ingest"]["after"] = "archive"
+    d = running(cfg)
+    d.scheduler.pause("held by the test", kind="manual")
+    a = _png(d.paths.capture / "a.png", seed=5)
+    _wait(lambda: d.status()["queued"] == 1, what="first copy queued")
+    rid = _id(a)
+    (d.paths.capture / "b.png").write_bytes(a.read_bytes())
+    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate seen")
+    time.sleep(0.3)
+    assert (d.paths.capture / "b.png").exists()            # not archived while the original may still fail
+    d.scheduler.resume("manual")
+    _wait(lambda: d.results.is_complete(rid) and not (d.paths.capture / "b.png").exists(), what="archived")
+    assert sorted(p.name.split("__", 1)[1] for p in d.paths.archive.iterdir()) == ["a.png", "b.png"]
+
+
 def test_upload_is_written_atomically_into_capture_and_processed(running):
     d = running()
     data = _png(d.paths.root / "src.png", seed=5).read_bytes()
