@@ -3,6 +3,10 @@
 A reader either sees the old file (or none) or the complete new one, never a partial file, even after a
 crash or power cut. On any error (``ENOSPC`` included) the temp file is removed and the error re-raised.
 Temp names start with a dot and end in ``.tmp``, so the capture watcher and the result store ignore them.
+
+Test hook (``vessel-seg stress`` on machines that cannot mount a small tmpfs): while the file named by the
+environment variable ``VESSEL_SEG_TEST_ENOSPC_FLAG`` exists, every atomic write fails with ``ENOSPC`` after
+creating its temp file, exactly like a full disk. Never set it in production.
 """
 from __future__ import annotations
 
@@ -17,6 +21,16 @@ from typing import Any, Union
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Test hook: while the file this variable names exists, atomic writes fail with ENOSPC (module docstring).
+ENOSPC_FLAG_ENV = "VESSEL_SEG_TEST_ENOSPC_FLAG"
+
+
+def _check_injected_disk_full(target: Path) -> None:
+    """Raise ENOSPC while the test hook's flag file exists (module docstring)."""
+    flag = os.environ.get(ENOSPC_FLAG_ENV)
+    if flag and os.path.exists(flag):
+        raise OSError(errno.ENOSPC, "No space left on device (test hook %s)" % ENOSPC_FLAG_ENV, str(target))
 
 
 def fsync_dir(directory: PathLike) -> None:
@@ -59,6 +73,7 @@ def atomic_write_bytes(path: PathLike, data: bytes, mode: int = 0o644, sync_dir:
     fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
+            _check_injected_disk_full(final)
             _write_all(fd, data)
             os.fsync(fd)
         finally:

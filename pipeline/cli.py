@@ -30,6 +30,8 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
                         "pipeline.cli:add_validate_config_arguments", "pipeline.cli:run_validate_config"),
     "bench": ("benchmark execute-only, end-to-end daemon and sequential throughput, RSS and idle CPU",
               "pipeline.bench:add_arguments", "pipeline.bench:run"),
+    "stress": ("stress the real daemon: load, kill -9, hostile files, device faults, disk full, hostile HTTP",
+               "pipeline.stress:add_arguments", "pipeline.stress:run"),
 }
 OPTIONAL_COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "doctor": ("check the installation: config, directories, model bundle, runtime, service",
