@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 #: Scenario names, in the order they run.
 SCENARIOS = ("load", "crash", "hostile", "faults", "disk", "web")
 
-DOC_START = "<!-- stress-results:start -->"
-DOC_END = "<!-- stress-results:end -->"
+#: Markers around the results section of a profile in docs/STRESS.md (``--update-doc``).
+DOC_START = "<!-- stress-results:%s:start -->"
+DOC_END = "<!-- stress-results:%s:end -->"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "pipeline.atomic, or auto (tmpfs when mounting works)")
     p.add_argument("--report", metavar="FILE", help="also write the summary to FILE")
     p.add_argument("--update-doc", metavar="MD", help="replace the results section of this Markdown file "
-                   "(between %s and %s) with the summary" % (DOC_START, DOC_END))
+                   "(between %s and %s) with the summary" % (DOC_START % "PROFILE", DOC_END % "PROFILE"))
     p.set_defaults(default_log_level="WARNING")
 
 
@@ -122,13 +123,14 @@ def run_stress(profile: str = "short", scenarios: Optional[Sequence[str]] = None
     return result
 
 
-def update_doc(path: Path, summary: str) -> None:
-    """Replace the text between the results markers of a Markdown file with the summary (a code block)."""
+def update_doc(path: Path, summary: str, profile: str = "long") -> None:
+    """Replace the text between the profile's results markers of a Markdown file with the summary."""
     text = path.read_text(encoding="utf-8")
-    block = "%s\n```text\n%s\n```\n%s" % (DOC_START, summary.rstrip(), DOC_END)
-    pattern = re.compile(re.escape(DOC_START) + r".*?" + re.escape(DOC_END), re.S)
+    start, end = DOC_START % profile, DOC_END % profile
+    block = "%s\n```text\n%s\n```\n%s" % (start, summary.rstrip(), end)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError("%s has no %s ... %s section" % (path, DOC_START, DOC_END))
+        raise ValueError("%s has no %s ... %s section" % (path, start, end))
     path.write_text(pattern.sub(lambda _m: block, text), encoding="utf-8")
 
 
@@ -149,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.report).write_text(result.summary + "\n", encoding="utf-8")
     if args.update_doc:
         try:
-            update_doc(Path(args.update_doc), result.summary)
+            update_doc(Path(args.update_doc), result.summary, result.profile)
         except (OSError, ValueError) as exc:
             err("vessel-seg stress: cannot update %s: %s" % (args.update_doc, exc))
             return 1

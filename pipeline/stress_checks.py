@@ -20,9 +20,8 @@ from pipeline.results import RESULT_FILES, RESULT_JSON
 
 log = logging.getLogger(__name__)
 
-#: The files of a complete result (the six of ARCHITECTURE.md, plus any the result store adds).
+#: The files every complete result has (the six of ARCHITECTURE.md).
 RESULT_NAMES = tuple(sorted(RESULT_FILES.values())) + (RESULT_JSON,)
-_IMAGE_FILES = tuple(n for n in sorted(RESULT_FILES.values()) if n.endswith((".png", ".jpg")))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -43,13 +42,16 @@ def verify_result_dir(folder: Path, expect_sha256: Optional[str] = None) -> List
     """
     from PIL import Image
 
+    from pipeline import results as store
+
     problems: List[str] = []
     try:
         names = sorted(os.listdir(str(folder)))
     except OSError as exc:
         return ["cannot list %s: %s" % (folder.name, exc)]
+    allowed = set(RESULT_NAMES) | set(getattr(store, "OPTIONAL_FILES", {}).values())
     missing = [n for n in RESULT_NAMES if n not in names]
-    extra = [n for n in names if n not in RESULT_NAMES]
+    extra = [n for n in names if n not in allowed]
     if missing:
         problems.append("missing %s" % ", ".join(missing))
     if extra:
@@ -57,9 +59,9 @@ def verify_result_dir(folder: Path, expect_sha256: Optional[str] = None) -> List
     binp = folder / "probability.bin"
     if binp.exists() and binp.stat().st_size != PROB_NBYTES:
         problems.append("probability.bin has %d bytes, not %d" % (binp.stat().st_size, PROB_NBYTES))
-    for name in _IMAGE_FILES:
+    for name in names:
         p = folder / name
-        if not p.exists():
+        if not name.endswith((".png", ".jpg")) or name not in allowed:
             continue
         try:
             with Image.open(io.BytesIO(p.read_bytes())) as img:

@@ -61,12 +61,15 @@ def _merge(base: Dict[str, Any], extra: Dict[str, Any]) -> None:
 
 
 def proc_sample(pid: int) -> Optional[Tuple[int, int]]:
-    """(VmRSS in KiB, number of open file descriptors) of a live process, or None when it is gone."""
+    """(VmRSS in KiB, number of open file descriptors) of a live process, or None when it is gone (a killed,
+    not yet reaped process has no VmRSS)."""
     try:
         with open("/proc/%d/status" % pid) as fh:
-            rss = next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+            rss = next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), None)
         nfds = len(os.listdir("/proc/%d/fd" % pid))
     except (OSError, ValueError, IndexError):
+        return None
+    if rss is None or nfds == 0:
         return None
     return rss, nfds
 
@@ -130,11 +133,12 @@ class SupervisedDaemon(object):
         watchdog_s: WatchdogSec (the daemon pings every half of it).
         env: extra environment (e.g. ``TMPDIR``, the ENOSPC test hook).
         sample_s: RSS/fd sampling period.
+        command: the program to run (default ``python -m pipeline.cli run --config CONFIG``).
     """
 
     def __init__(self, config: Path, data_dir: Path, log_path: Path, watchdog_s: float = 2.0,
                  env: Optional[Dict[str, str]] = None, sample_s: float = 0.5,
-                 start_timeout_s: float = 90.0) -> None:
+                 start_timeout_s: float = 90.0, command: Optional[List[str]] = None) -> None:
         self.config = Path(config)
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
@@ -142,6 +146,8 @@ class SupervisedDaemon(object):
         self.extra_env = dict(env or {})
         self.sample_s = float(sample_s)
         self.start_timeout_s = float(start_timeout_s)
+        self.command = list(command) if command else [sys.executable, "-m", "pipeline.cli", "run", "--config",
+                                                      str(self.config)]
         self.proc: Optional[subprocess.Popen] = None
         self.notify = _NotifySocket()
         self.pids: List[int] = []
@@ -173,9 +179,8 @@ class SupervisedDaemon(object):
         with open(str(self.log_path), "ab") as logf:
             logf.write(("\n----- stress: starting the daemon (%s)\n" % time.strftime("%H:%M:%S")).encode())
             logf.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "run", "--config", str(self.config)],
-                cwd=str(REPO_ROOT), env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.command, cwd=str(REPO_ROOT), env=env, stdout=logf,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.pids.append(self.proc.pid)
         self._started_at = time.monotonic()
         deadline = self._started_at + self.start_timeout_s

@@ -17,7 +17,7 @@ from pipeline.stress_checks import DataDirState, sha256_bytes, snapshot, tree_si
 from pipeline.stress_inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, HostileCase, atime_detects_reads,
                                     build_hostile_corpus, fundus_bytes, write_renamed, write_secret)
 from pipeline.stress_report import ScenarioReport
-from pipeline.stress_scenarios import Profile, _finish
+from pipeline.stress_scenarios import Profile, finish_scene
 from pipeline.stress_scene import Scene
 from pipeline.stress_web import Http, Invariants, attack_cases, burst, fuzz
 
@@ -45,7 +45,7 @@ def _accepts(case: HostileCase, outcome: str) -> bool:
     if kind not in case.expect:
         return False
     if kind == QUARANTINE and case.reason:
-        return outcome == "%s:%s" % (QUARANTINE, case.reason)
+        return outcome.split(":", 1)[1] in case.reason
     return True
 
 
@@ -65,7 +65,7 @@ def scenario_hostile(root: Path, profile: Profile, seed: int) -> ScenarioReport:
     cases = build_hostile_corpus(scene.capture, scene.secret, seed=seed)
     report.count("bad_inputs", len(cases))
     report.table_header = ("file", "trouble", "expected", "ended as", "ok")
-    before = tree_signature(scene.dir, exclude=[scene.data, scene.log])
+    before = tree_signature(scene.dir, exclude=[scene.data, scene.log, scene.tmp])
     try:
         scene.daemon.start()
         pid = scene.daemon.pid
@@ -107,11 +107,11 @@ def scenario_hostile(root: Path, profile: Profile, seed: int) -> ScenarioReport:
                 if problems:
                     ok = False
                     got = "result with problems: %s" % "; ".join(problems)
-            report.table.append((c.name, c.kind, "/".join(c.expect) + ("(%s)" % c.reason if c.reason else ""),
+            report.table.append((c.name, c.kind, "/".join(c.expect) + ("(%s)" % "|".join(c.reason) if c.reason else ""),
                                  got, "yes" if ok else "NO"))
             report.check(ok, "%r (%s): expected %s, ended as %s" % (c.name, c.kind, "/".join(c.expect), got))
         # nothing outside the configured folders was read or written
-        after = tree_signature(scene.dir, exclude=[scene.data, scene.log])
+        after = tree_signature(scene.dir, exclude=[scene.data, scene.log, scene.tmp])
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         report.check(not changed, "files outside DATA_DIR created or changed: %s" % changed[:10])
         leaked = [rid for rid in state.result_dirs if rid == secret_sha[:16]] + [
@@ -133,7 +133,7 @@ def scenario_hostile(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         report.count("images_in", len(cases) + 1)
         report.count("results_out", len([1 for c in cases if outcomes.get(c.name) == RESULT]) + 1)
     finally:
-        _finish(scene, report, t0)
+        finish_scene(scene, report, t0)
     return report
 
 
@@ -150,7 +150,7 @@ def scenario_web(root: Path, profile: Profile, seed: int) -> ScenarioReport:
     marker = ("TOP-SECRET-" + secrets.token_hex(8)).encode()
     scene.secret.mkdir(parents=True, exist_ok=True)
     (scene.secret / "marker.txt").write_bytes(marker)
-    before = tree_signature(scene.dir, exclude=[scene.data, scene.log])
+    before = tree_signature(scene.dir, exclude=[scene.data, scene.log, scene.tmp])
     try:
         scene.daemon.start()
         pid = scene.daemon.pid
@@ -187,18 +187,20 @@ def scenario_web(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         for v in unique[:20]:
             report.fail("invariant violated: %s" % v)
         report.count("web_requests", inv.checked + len([c for c in cases if c.name.startswith("raw:")]))
-        uploaded = [n for n in os.listdir(str(scene.capture)) if "cron" in n or "etc" in n]
+        uploaded = [n for n in os.listdir(str(scene.capture)) if "evil" in n]
         report.facts["traversal-named upload stored as"] = ", ".join(repr(n) for n in uploaded) or "-"
         rc = scene.daemon.stop()
         report.check(rc == 0, "SIGTERM: exit status %s (expected 0)" % rc)
         report.check(scene.daemon.pids == [pid], "the daemon restarted: %s" % scene.daemon.pids)
-        after = tree_signature(scene.dir, exclude=[scene.data, scene.log])
+        after = tree_signature(scene.dir, exclude=[scene.data, scene.log, scene.tmp])
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         report.check(not changed, "files outside DATA_DIR created or changed: %s" % changed[:10])
+        report.check(not os.listdir(str(scene.tmp)), "request bodies left in the daemon's TMPDIR: %s"
+                     % os.listdir(str(scene.tmp))[:5])
         state = snapshot(scene.data)
         report.check(not state.temp_files, "stray temp files: %s" % state.temp_files[:5])
         report.check(not state.states().get("processing"), "journal rows left processing: %s" % state.states())
     finally:
-        _finish(scene, report, t0)
+        finish_scene(scene, report, t0)
     return report
 

@@ -198,7 +198,7 @@ class HostileCase(object):
     kind: str
     expect: Tuple[str, ...]
     sha256: Optional[str] = None       # content hash when the file has content the daemon may read
-    reason: Optional[str] = None       # required quarantine reason, when it matters
+    reason: Tuple[str, ...] = ()       # acceptable quarantine reasons, when it matters
     notes: Dict[str, object] = field(default_factory=dict)
 
     @property
@@ -279,15 +279,17 @@ class _Corpus(object):
         self.capture = capture
         self.cases: List[HostileCase] = []
 
-    def file(self, name: str, kind: str, data: bytes, expect: Sequence[str], reason: Optional[str] = None,
+    def file(self, name: str, kind: str, data: bytes, expect: Sequence[str], reason: object = (),
              **notes: object) -> None:
+        """Write a case's file; ``reason``: a required quarantine reason (str) or several acceptable ones."""
         with open(os.path.join(str(self.capture), name), "wb") as fh:
             fh.write(data)
-        self.cases.append(HostileCase(name, kind, tuple(expect), sha256_bytes(data), reason, dict(notes)))
+        reasons = (reason,) if isinstance(reason, str) else tuple(reason)  # type: ignore[arg-type]
+        self.cases.append(HostileCase(name, kind, tuple(expect), sha256_bytes(data), reasons, dict(notes)))
 
     def other(self, name: str, kind: str, expect: Sequence[str], sha: Optional[str] = None,
               **notes: object) -> None:
-        self.cases.append(HostileCase(name, kind, tuple(expect), sha, None, dict(notes)))
+        self.cases.append(HostileCase(name, kind, tuple(expect), sha, (), dict(notes)))
 
 
 def build_hostile_corpus(capture: Path, secret: Path, seed: int = 7) -> List[HostileCase]:
@@ -309,7 +311,7 @@ def build_hostile_corpus(capture: Path, secret: Path, seed: int = 7) -> List[Hos
     c.file("truncated.png", "truncated PNG", png[: len(png) // 2], [QUARANTINE])
     c.file("truncated.tif", "truncated TIFF", tif[: len(tif) // 2], [QUARANTINE])
     for ext in (".jpg", ".png", ".tif"):
-        c.file("empty" + ext, "zero bytes", b"", [QUARANTINE], reason="empty_file")
+        c.file("empty" + ext, "zero bytes", b"", [QUARANTINE], reason=("empty_file", "duplicate_of_failed"))
     for ext in (".jpg", ".png", ".tif", ".bmp", ".webp"):
         c.file("random" + ext, "random bytes", rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), [QUARANTINE])
     c.file("text.png", "text behind an image extension", b"hello, this is not an image\n" * 10, [QUARANTINE],
@@ -336,7 +338,7 @@ def build_hostile_corpus(capture: Path, secret: Path, seed: int = 7) -> List[Hos
         fh.write(png[:64])
         fh.truncate(65 * 1024 * 1024)
     c.other("oversized.png", "file larger than ingest.max_bytes (65 MiB)", [QUARANTINE])
-    c.cases[-1].reason = "file_too_large"
+    c.cases[-1].reason = ("file_too_large",)
 
     # -- unusual but valid formats and modes: must produce results
     c.file("gray16.png", "16-bit gray PNG", encode((gray.astype(np.uint16) * 257), "PNG"), [RESULT])

@@ -85,12 +85,12 @@ def last_life(samples: Sequence[Tuple[float, int, int, int]]) -> List[Tuple[floa
     return [s for s in samples if s[1] == pid]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60) -> List[str]:
     cells = [[str(c) for c in header]] + [[str(c).replace("\n", "\\n") for c in r] for r in rows]
-    widths = [min(60, max(len(r[i]) for r in cells)) for i in range(len(header))]
+    widths = [min(width, max(len(r[i]) for r in cells)) for i in range(len(header))]
     out = []
     for n, r in enumerate(cells):
-        out.append("  ".join(c[:60].ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        out.append("  ".join(c[:width].ljust(widths[i]) for i, c in enumerate(r)).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return out
@@ -104,7 +104,7 @@ def format_summary(reports: Sequence[ScenarioReport], profile: str, seconds: flo
         "%d CPUs" % (_cpus(),))]
     lines.append("")
     rows = [(r.name, "PASS" if r.ok else "FAIL", "%.1f s" % r.seconds, r.title) for r in reports]
-    lines.extend(_table(("scenario", "result", "time", "what it did"), rows))
+    lines.extend(_table(("scenario", "result", "time", "what it did"), rows, width=100))
     lines.append("")
     totals = OrderedDict((k, 0) for k in TOTALS)
     for r in reports:

@@ -51,7 +51,8 @@ PROFILES = {
 }
 
 
-def _finish(scene: Scene, report: ScenarioReport, t0: float) -> None:
+def finish_scene(scene: Scene, report: ScenarioReport, t0: float) -> None:
+    """Kill what is left of the daemon, keep its RSS/fd samples, record the scenario's duration."""
     scene.daemon.close()
     report.samples = list(scene.daemon.samples)
     report.seconds = time.monotonic() - t0
@@ -157,7 +158,7 @@ def scenario_load(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         report.count("duplicated", len(twice))
         _soak_facts(report, scene, profile.strict_soak)
     finally:
-        _finish(scene, report, t0)
+        finish_scene(scene, report, t0)
     return report
 
 
@@ -201,7 +202,7 @@ def scenario_crash(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         _result_checks(report, scene.data, expected)
         _journal_checks(report, scene.data, expected, attempts_once=False)
     finally:
-        _finish(scene, report, t0)
+        finish_scene(scene, report, t0)
     return report
 
 
@@ -273,7 +274,7 @@ def scenario_faults(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         survived = (injected + hangs) if report.ok else 0
         report.count("faults_survived", survived)
     finally:
-        _finish(scene, report, t0)
+        finish_scene(scene, report, t0)
     return report
 
 
@@ -383,7 +384,7 @@ def scenario_disk(root: Path, profile: Profile, seed: int, mode: str = "auto") -
         _result_checks(report, scene.data, expected)
         _journal_checks(report, scene.data, expected, attempts_once=False)
     finally:
-        _finish(scene, report, t0)
+        finish_scene(scene, report, t0)
         if mounted:
             if subprocess.call(["umount", str(scene.results)]) != 0:
                 subprocess.call(["umount", "-l", str(scene.results)])
