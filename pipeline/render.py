@@ -1,4 +1,4 @@
-"""Render stage: probability map at original size -> probability.png, mask.png, overlay.png, thumb.jpg.
+"""Render stage: probability map at original size -> probability.png, mask.png, overlay.png, input.jpg, thumb.jpg.
 
 All images are encoded in memory; the result writer stores them atomically. The vessel density is the
 fraction of field-of-view pixels above the threshold.
@@ -41,6 +41,14 @@ def overlay_image(rgb: np.ndarray, prob: np.ndarray, mask: np.ndarray, alpha: fl
     return cv2.blendLinear(np.ascontiguousarray(rgb), tint, 1.0 - weight, weight)
 
 
+def input_preview_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """The decoded input at full resolution as JPEG, so the result page can show it beside the outputs."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 def thumbnail_jpeg(rgb: np.ndarray, max_side: int, quality: int = 85) -> bytes:
     """JPEG bytes of ``rgb`` scaled so its longest side is at most ``max_side``."""
     h, w = rgb.shape[:2]
@@ -77,6 +85,7 @@ def render_outputs(rgb: np.ndarray, prob_full: np.ndarray, fov_full: np.ndarray,
         "probability.png": encode_png(probability_to_gray(prob_full)),
         "mask.png": encode_png(mask.astype(np.uint8) * 255),
         "overlay.png": encode_png(overlay),
+        "input.jpg": input_preview_jpeg(rgb),
         "thumb.jpg": thumbnail_jpeg(overlay, thumb_size),
     }
     return Rendered(files=files, vessel_density_fov=float(vessel_density), fov_fraction=float(fov_fraction),

@@ -27,8 +27,10 @@ RESULT_FILES = {
     "overlay_png": "overlay.png",
     "thumb": "thumb.jpg",
 }
+#: Files a result may have (listed in result.json when present): the input preview for the result page.
+OPTIONAL_FILES = {"input_jpg": "input.jpg"}
 #: Every name ``file_path`` serves.
-SERVABLE_FILES = tuple(RESULT_FILES.values()) + (RESULT_JSON,)
+SERVABLE_FILES = tuple(RESULT_FILES.values()) + tuple(OPTIONAL_FILES.values()) + (RESULT_JSON,)
 STATES = ("queued", "processing", "done", "failed")
 
 
@@ -64,7 +66,7 @@ def begin_result(result_dir: Path) -> None:
 
 def write_result_file(result_dir: Path, name: str, data: bytes) -> Path:
     """Write one allow-listed result file atomically."""
-    if name not in RESULT_FILES.values():
+    if name not in RESULT_FILES.values() and name not in OPTIONAL_FILES.values():
         raise ValueError("unknown result file %r" % (name,))
     return atomic_write_bytes(result_dir / name, data, sync_dir=False)
 
@@ -73,6 +75,7 @@ def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
     """Write result.json last (atomically): from now on the result is complete."""
     meta = dict(meta)
     meta["files"] = dict(RESULT_FILES)
+    meta["files"].update({k: n for k, n in OPTIONAL_FILES.items() if (result_dir / n).is_file()})
     missing = [n for n in RESULT_FILES.values() if not (result_dir / n).is_file()]
     if missing:
         raise RuntimeError("cannot finish %s: missing %s" % (result_dir, ", ".join(missing)))
@@ -82,7 +85,7 @@ def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
 
 def write_result(result_dir: Path, files: Dict[str, bytes], meta: Dict[str, Any]) -> Path:
     """Write every file atomically (probability.bin first), then result.json."""
-    unknown = set(files) - set(RESULT_FILES.values())
+    unknown = set(files) - set(RESULT_FILES.values()) - set(OPTIONAL_FILES.values())
     if unknown:
         raise ValueError("unknown result file(s): %s" % ", ".join(sorted(unknown)))
     begin_result(result_dir)
@@ -109,7 +112,8 @@ def is_complete(result_dir: Path) -> bool:
     if meta is None:
         return False
     names = meta.get("files") or {}
-    if not isinstance(names, dict) or set(names.values()) != set(RESULT_FILES.values()):
+    if not isinstance(names, dict) or not set(RESULT_FILES.values()) <= set(names.values()) <= set(
+            RESULT_FILES.values()) | set(OPTIONAL_FILES.values()):
         return False
     try:
         for name in names.values():

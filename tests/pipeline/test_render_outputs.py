@@ -42,7 +42,8 @@ def test_render_outputs_original_size_images_and_numbers():
     prob[:, :30] = 0.9
     fov = np.ones((h, w), bool)
     r = render_outputs(rgb, prob, fov, threshold=0.5, overlay_alpha=0.6, thumb_size=64)
-    assert sorted(r.files) == ["mask.png", "overlay.png", "probability.png", "thumb.jpg"]
+    assert sorted(r.files) == ["input.jpg", "mask.png", "overlay.png", "probability.png", "thumb.jpg"]
+    assert _decode(r.files["input.jpg"]).shape == (h, w, 3)
     mask = _decode(r.files["mask.png"])
     assert mask.shape == (h, w) and set(np.unique(mask)) == {0, 255}
     p = _decode(r.files["probability.png"])
