@@ -432,7 +432,7 @@ class Scheduler(object):
             except OSError as exc:
                 what = "disk full" if is_disk_full(exc) else "cannot write results"
                 self.metrics.inc("write_errors")
-                self.pause("%s (%s); retrying every %.0f s" % (what, exc, self.retry_interval_s), kind="disk")
+                self.pause("%s (%s); retrying every %g s" % (what, exc, self.retry_interval_s), kind="disk")
                 if self._abort.wait(self.retry_interval_s):
                     break
             except Exception as exc:

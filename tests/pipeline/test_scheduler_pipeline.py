@@ -165,6 +165,7 @@ def test_disk_full_pauses_with_a_reason_and_resumes_when_space_returns(tmp_path,
     while s.state != PipelineState.PAUSED and time.time() < deadline:
         time.sleep(0.01)
     assert s.state == PipelineState.PAUSED and "disk full" in s.paused_reason
+    assert s.paused_reason.endswith("retrying every 0.05 s")      # sub-second intervals are not "0 s"
     assert not (tmp_path / "results" / item.id / "result.json").exists()
     full.clear()
     assert rec.wait_for(1)
