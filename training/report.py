@@ -83,7 +83,8 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path]) -> No
               "- %s, channels %s; 3x3 convolutions with batch norm (folded into the convolutions at export) and "
               "ReLU, 2x2 max-pooling, 2x2 stride-2 transposed convolutions, skip concatenations, 1x1 head, sigmoid."
               % (arch.get("arch"), arch.get("channels", "-")) if arch.get("arch") == "unet" else
-              "- %s" % arch.get("arch"),
+              "- The Atlas 200DK case study's FCN: 16 full-resolution 3x3 convolutions (3->16, 11 x 16->16, 16->8, "
+              "2 x 8->8, 8->1), ReLU, sigmoid; no pooling (receptive field 33 pixels).",
               "- Parameters: %d. MACs at 512x512: %.2f G (conv and transposed conv)." % (
                   meta["parameters"], meta["macs_512"] / 1e9),
               "- Input: NV12 (YUV420SP_U8) 512x512; AIPP converts it to RGB (full-range BT.601 matrix) and scales "
@@ -102,7 +103,7 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path]) -> No
               "- Data: %s." % prov.get("dataset"),
               "- Recipe: %s." % ("BCE + soft Dice loss (Dice handles the ~1:9 vessel/background imbalance), Adam "
                                  "3e-3 with warm-up and cosine decay over a wall-time budget, 256x256 patches, "
-                                 "batch 8; augmentation: rot90/flips, and on 35%% of samples a camera-like variant "
+                                 "batch 8; augmentation: rot90/flips, and on 35% of samples a camera-like variant "
                                  "of the original photograph (gamma 0.5-2, brightness, colour balance, contrast, "
                                  "blur, noise, JPEG 30-95, 0.8-2.5x scale in a black canvas) before preprocessing"
                                  if prov.get("recipe") == "ours" else
@@ -123,11 +124,12 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path]) -> No
     if "reference_fp16" in m:
         lines += [_row("reference FCN, FP16 + AIPP", m["reference_fp16"]),
                   _row("reference FCN, FP32", m["reference_fp32"])]
-    lines += ["", "## Other cameras (variants of the DRIVE test images, FP16 + AIPP)", "",
-              "Built by `python -m training.variants` (see its docstring for each variant); labels and FOV masks "
-              "transformed with the images.", "", HEADER]
-    for name, res in m["variants"].items():
-        lines.append(_row(name, res))
+    if m["variants"]:
+        lines += ["", "## Other cameras (variants of the DRIVE test images, FP16 + AIPP)", "",
+                  "Built by `python -m training.variants` (see its docstring for each variant); labels and FOV masks "
+                  "transformed with the images.", "", HEADER]
+        for name, res in m["variants"].items():
+            lines.append(_row(name, res))
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for name, val, ok in checks:
         lines.append("| %s | %s | %s |" % (name, val, "yes" if ok else "**no**"))
@@ -153,11 +155,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--reference", help="a second bundle to compare with (and to write a card for)")
     ap.add_argument("--variants-dir")
     ap.add_argument("--save", help="also save all raw results as JSON here")
+    ap.add_argument("--load", help="write the cards from results saved by --save instead of measuring again")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     bundle = Path(args.bundle)
     ref = Path(args.reference) if args.reference else None
-    m = measure(Path(args.data), bundle, Path(args.variants_dir) if args.variants_dir else None, ref)
+    if args.load:
+        m = json.loads(Path(args.load).read_text())
+    else:
+        m = measure(Path(args.data), bundle, Path(args.variants_dir) if args.variants_dir else None, ref)
     if args.save:
         Path(args.save).write_text(json.dumps(m, indent=2))
     write_card(bundle, m, ref)
