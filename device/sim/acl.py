@@ -26,8 +26,10 @@ def init(config_path: Optional[str] = None) -> int:
     """Initialise pyACL once per process (JSON config path optional)."""
     with STATE.lock:
         if STATE.initialized or STATE.finalized:
+            # Expected when a process opens a second session (callers treat 100002 as "already up"),
+            # so it is not logged as an error; after finalize it is one.
             STATE.note("acl.init called again%s", " after finalize (CANN 5.x: once per process)"
-                       if STATE.finalized else "")
+                       if STATE.finalized else "", level=logging.ERROR if STATE.finalized else logging.INFO)
             return ERR_REPEAT_INITIALIZE
         if config_path is not None and (not isinstance(config_path, str) or not os.path.isfile(config_path)):
             STATE.note("acl.init: config file %r not found", config_path)

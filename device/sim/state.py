@@ -207,11 +207,11 @@ class SimState:
             return ERR_RT_CONTEXT_NULL, False
         return ACL_SUCCESS, False
 
-    def note(self, fmt: str, *args: Any) -> None:
+    def note(self, fmt: str, *args: Any, level: int = logging.ERROR) -> None:
         """Log a simulated-runtime error and keep it as this thread's recent error message."""
         msg = fmt % args if args else fmt
         self.tls.err = msg
-        log.error("sim: %s", msg)
+        log.log(level, "sim: %s", msg)
 
     def recent_error(self) -> str:
         msg = getattr(self.tls, "err", "")
