@@ -573,6 +573,8 @@ class Daemon(object):
             state, s["processed"], s["failed"], s["queued"], s["device_state"])
         if s["paused_reason"]:
             line += " (%s)" % s["paused_reason"]
+        if s.get("health") not in (None, "ok") and s.get("health_reason") and s["health_reason"] != s["paused_reason"]:
+            line += "; %s: %s" % (s["health"], s["health_reason"])
         return line
 
     def _status_to_systemd(self, text: str) -> None:

@@ -217,6 +217,7 @@ def test_a_hung_execute_makes_the_daemon_unhealthy_until_it_completes(running, c
         img = _png(d.paths.capture / "h.png", seed=11)
         _wait(lambda: not d.is_progressing(), what="hang detected")
         assert d.status()["health"] == "failed" and "hung" in d.status()["health_reason"]
+        assert "hung" in d.status_line()          # what `systemctl status` shows
     finally:
         control.set_hang(False)
     _wait(lambda: d.results.is_complete(_id(img)), what="result after the hang")
