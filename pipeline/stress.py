@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "temporary folder, removed afterwards unless --keep)")
     p.add_argument("--keep", action="store_true", help="keep the working folder (daemon logs, data) afterwards")
     p.add_argument("--disk-mode", choices=["auto", "tmpfs", "hook"], default="auto",
-                   help="disk-full emulation: a 20 MiB tmpfs mount (needs root), the ENOSPC test hook of "
+                   help="disk-full emulation: a small tmpfs mount (20 MiB; needs root), the ENOSPC test hook of "
                    "pipeline.atomic, or auto (tmpfs when mounting works)")
     p.add_argument("--report", metavar="FILE", help="also write the summary to FILE")
     p.add_argument("--update-doc", metavar="MD", help="replace the results section of this Markdown file "

@@ -1,9 +1,9 @@
 """Reports of ``vessel-seg stress``: one :class:`ScenarioReport` per scenario and the summary table."""
 from __future__ import annotations
 
+import os
 import platform
 import statistics
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -149,10 +149,4 @@ def format_summary(reports: Sequence[ScenarioReport], profile: str, seconds: flo
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 1
-
-
-def python_tag() -> str:
-    return "%s %d.%d.%d" % (sys.executable, sys.version_info[0], sys.version_info[1], sys.version_info[2])

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from pipeline.stress_checks import check_results, sha256_bytes, snapshot, verify_result_dir
 from pipeline.stress_inputs import Writers, expected_results, fundus_bytes, make_load_plan, write_renamed
@@ -279,6 +279,10 @@ def scenario_faults(root: Path, profile: Profile, seed: int) -> ScenarioReport:
 
 
 # ------------------------------------------------------------------------------------------------ 5. disk full
+#: Upper bound of one result's size on disk for the 256x256 inputs (probability.bin is 1 MiB of it).
+RESULT_MIB = 1.4
+
+
 def can_mount_tmpfs(where: Path) -> bool:
     """Whether a size-limited tmpfs can be mounted here (root with CAP_SYS_ADMIN, a `mount` binary)."""
     if os.geteuid() != 0 or not shutil.which("mount"):
@@ -300,15 +304,17 @@ def can_mount_tmpfs(where: Path) -> bool:
 
 def scenario_disk(root: Path, profile: Profile, seed: int, mode: str = "auto") -> ScenarioReport:
     """results/ runs out of space: the pipeline pauses (paused + paused_reason on /api/status), leaves no partial
-    files and resumes by itself when space returns. ``mode``: tmpfs (20 MiB mount), hook (ENOSPC test hook of
+    files and resumes by itself when space returns. ``mode``: tmpfs (a 20 MiB mount, larger when
+    the run has more images than fit, filled up to ~2.5 MiB free), hook (ENOSPC test hook of
     pipeline.atomic) or auto (tmpfs when the machine allows mounts)."""
     from pipeline.atomic import ENOSPC_FLAG_ENV
 
     n = profile.disk_images
     if mode == "auto":
         mode = "tmpfs" if can_mount_tmpfs(root) else "hook"
+    size_mib = max(20, int(n * RESULT_MIB) + 4)      # all results fit once the filler is gone
     report = ScenarioReport("disk", "%d images onto a full results/ (%s), then space returns" % (
-        n, "20 MiB tmpfs" if mode == "tmpfs" else "injected ENOSPC"))
+        n, "%d MiB tmpfs" % size_mib if mode == "tmpfs" else "injected ENOSPC"))
     t0 = time.monotonic()
     report.count("images_in", n)
     flag = Path(root) / "disk" / "enospc.flag"
@@ -319,8 +325,8 @@ def scenario_disk(root: Path, profile: Profile, seed: int, mode: str = "auto") -
     try:
         if mode == "tmpfs":
             scene.results.mkdir(parents=True, exist_ok=True)
-            rc = subprocess.call(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(scene.results)])
-            if not report.check(rc == 0, "mount of a 20 MiB tmpfs failed (%s)" % rc):
+            rc = subprocess.call(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mib, "tmpfs", str(scene.results)])
+            if not report.check(rc == 0, "mount of a %d MiB tmpfs failed (%s)" % (size_mib, rc)):
                 return report
             mounted = True
             st = os.statvfs(str(scene.results))

@@ -227,7 +227,11 @@ def test_invariants_catch_5xx_non_json_api_errors_leaks_and_off_list_files():
     assert inv.check("GET", "/results/a", Answer(404, {"content-type": "text/html"}, b"SQLite format 3\0", 1.0))
     assert inv.check("GET", "/static/%2e%2e/x", Answer(200, {"content-type": "text/plain"}, b"", 1.0))
     assert not inv.check("GET", "/api/results/zz", Answer(404, {"content-type": "application/json"}, b"{}", 1.0))
-    assert len(inv.violations) == 4 and inv.checked == 5
+    assert not inv.check("OPTIONS", "/static/nope", Answer(200, {"allow": "GET, OPTIONS"}, b"", 1.0))
+    assert inv.check("OPTIONS", "/static/nope", Answer(200, {"allow": "GET"}, b"file content", 1.0))
+    assert not inv.check("GET", "/%2f%2fresults", Answer(200, {"content-type": "text/html"}, b"<html>", 1.0))
+    assert inv.check("GET", "//static/..", Answer(200, {"content-type": "text/html"}, b"<html>", 1.0))
+    assert len(inv.violations) == 6 and inv.checked == 9
 
 
 # ------------------------------------------------------------------------------------------------ report
