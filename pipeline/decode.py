@@ -101,6 +101,10 @@ def _to_rgb(img: "Image.Image", notes: List[str]) -> np.ndarray:
     return np.asarray(converted, dtype=np.uint8)
 
 
+#: Pillow format names the appliance decodes (what fundus cameras write; the same set the upload page accepts).
+DECODABLE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "PPM", "WEBP")
+
+
 def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int) -> DecodedImage:
     """Validate and decode ``path``; raise ``DecodeError`` with a reason for anything unusable."""
     p = Path(path)
@@ -118,7 +122,8 @@ def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int) -> DecodedI
         raise DecodeError(UNREADABLE, "cannot open the file: %s" % exc)
     with fh:
         try:
-            img = Image.open(fh)
+            # Only camera formats: never hand other content (EPS, PDF, ...) to Pillow's other decoders.
+            img = Image.open(fh, formats=list(DECODABLE_FORMATS))
         except Image.DecompressionBombError as exc:
             raise DecodeError(TOO_MANY_PIXELS, str(exc))
         except Image.UnidentifiedImageError:

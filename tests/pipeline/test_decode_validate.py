@@ -152,7 +152,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 def test_multi_frame_uses_the_first_frame(tmp_path):
     frames = [Image.fromarray(_rgb()), Image.fromarray(255 - _rgb())]
-    p = tmp_path / "anim.gif"
+    p = tmp_path / "pages.tif"
     frames[0].save(str(p), save_all=True, append_images=frames[1:])
     out = decode_image(p, **LIMITS)
     assert out.rgb.shape == (48, 64, 3) and any("first frame" in n for n in out.notes)
@@ -160,3 +160,9 @@ def test_multi_frame_uses_the_first_frame(tmp_path):
 
 def test_missing_file_is_unreadable(tmp_path):
     assert _reason(tmp_path / "gone.png") == decode.UNREADABLE
+
+
+def test_an_image_format_no_camera_writes_is_refused_even_if_pillow_could_read_it(tmp_path):
+    p = tmp_path / "scan.png"
+    Image.fromarray(_rgb()).save(str(p), format="GIF")     # readable by Pillow, but not a camera format
+    assert _reason(p) == decode.NOT_AN_IMAGE
