@@ -16,8 +16,8 @@ from daemon_harness import (DaemonProcess, complete_results, drop_by_rename, fre
                             journal_states, reasons, result_dirs, slow_chunked_writer, temp_files, wait_until,
                             write_config)
 
-pytest.importorskip("camera.ingest", reason="camera.ingest (capture watcher) not available yet")
-pytest.importorskip("pipeline.journal", reason="pipeline.journal not available yet")
+import camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
+import pipeline.journal  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from web import create_app
 from web_fakes import image_bytes
 
-daemon_module = pytest.importorskip("pipeline.daemon", reason="pipeline.daemon not available")
-config_module = pytest.importorskip("pipeline.config", reason="pipeline.config not available")
+import pipeline.config as config_module  # noqa: E402
+import pipeline.daemon as daemon_module  # noqa: E402
 
 
 @pytest.fixture
