@@ -572,7 +572,12 @@ same_network() {
     [ -f "$1" ] && [ -f "$2" ] && [ "$(network_hash "$1")" = "$(network_hash "$2")" ]
 }
 
-network_hash() { sed -n 's/.*model\.onnx:[[:space:]]*\([0-9a-fA-F]\{64\}\).*/\1/p' "$1" | head -n 1; }
+# The hashes of everything ATC turns into model.om: the network, the AIPP config and the conversion script.
+# (model.yaml may wrap its files: mapping over several lines, so lines are joined first.)
+network_hash() {
+    tr '\n' ' ' < "$1" | grep -oE '(model\.onnx|aipp\.cfg|convert_om\.sh):[[:space:]]*[0-9a-fA-F]{64}' \
+        | tr -d ' ' | sort | tr '\n' ' '
+}
 
 # Set dotted keys in a YAML text, keeping comments and layout (the template documents every key).
 render_config() {
