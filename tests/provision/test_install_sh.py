@@ -223,6 +223,27 @@ def test_model_om_converted_on_the_board_survives_an_upgrade_of_the_same_network
     assert not os.path.exists(om)
 
 
+def test_a_changed_aipp_config_also_makes_the_old_model_om_stale(tmp_path):
+    src = copy_source(str(tmp_path / "src"))
+    root = str(tmp_path / "root")
+    fake_cann(root)
+    args = ("--root", root, "--no-pip", "--python", fake_python(tmp_path, 7))
+    ok(run_install(*args, src=src))
+    om = os.path.join(root, "opt/vessel-seg/models", BUNDLE, "model.om")
+    with open(om, "wb") as fh:
+        fh.write(b"converted by ATC")
+    # Same network, different colour conversion: AIPP is compiled into the .om, so it must be redone.
+    yaml_path = os.path.join(src, "models", BUNDLE, "model.yaml")
+    old_hash = hashlib.sha256(open(os.path.join(src, "models", BUNDLE, "aipp.cfg"), "rb").read()).hexdigest()
+    text = read(yaml_path)
+    assert old_hash in text
+    with open(yaml_path, "w") as fh:
+        fh.write(text.replace(old_hash, "1" * 64))
+    again = ok(run_install(*args, src=src))
+    assert "stale" in again.stderr
+    assert not os.path.exists(om)
+
+
 # ----------------------------------------------------------------------------------------- CANN / NPU / Python
 def test_acl_install_captures_the_cann_environment_for_systemd(tmp_path):
     root = str(tmp_path / "root")
