@@ -170,9 +170,9 @@ class ResilientDevice:
         def op(s: DeviceSession) -> np.ndarray:
             if first[0] and gen == self._gen:
                 first[0] = False
-                s.wait()
+                # drains the stream; raises THIS slot's async failure instead of returning a stale buffer
                 return s.read_output(slot)
-            first[0] = False  # the async run failed or its session is gone: run again synchronously
+            first[0] = False  # this slot's async run failed or its session is gone: run it again synchronously
             s.write_input(slot, array)
             s.execute(slot)
             return s.read_output(slot)

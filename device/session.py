@@ -152,8 +152,10 @@ class DeviceSession:
         self.n_slots = n_slots
         self._warning = warning
         self._token = object()
-        self._exec_lock = threading.Lock()
+        self._exec_lock = threading.Lock()     # serialises executes and stream drains
+        self._state_lock = threading.Lock()    # guards _pending, _valid, _async_errors (short sections only)
         self._pending: Set[int] = set()
+        self._valid: Set[int] = set()          # slots whose output buffer holds the result of their last input
         self._async_errors: Dict[int, AclError] = {}
         self._slots: List[_Slot] = []
         self._acquired = False
@@ -296,6 +298,7 @@ class DeviceSession:
                 desc.dtype, list(desc.shape), desc.format, arr.dtype, list(arr.shape)))
         arr = np.ascontiguousarray(arr)
         self._ensure_bound()
+        self._begin_submission(slot)
         util = self.acl.util
         if hasattr(util, "bytes_to_ptr"):
             data = arr.tobytes()
@@ -307,14 +310,27 @@ class DeviceSession:
             self._check("acl.rt.memcpy", self.acl.rt.memcpy(s.in_ptr, self._in_size, ptr, arr.nbytes, self._h2d))
 
     def read_output(self, slot: int) -> np.ndarray:
-        """The output of ``slot`` as a new float32 array of ``output_desc.shape`` (waits for pending async work)."""
+        """The output of ``slot`` as a new float32 array of ``output_desc.shape``.
+
+        Waits for a pending async execute of ``slot`` first.  Raises that execute's :class:`AclError` if it
+        failed (once; the error is consumed), and :class:`DeviceError` if no execute of the slot's current
+        input has completed, so a stale buffer is never returned as a result.
+        """
         self._require_open()
         s = self._slot(slot)
-        if slot in self._pending:
-            self.wait()
-        err = self._async_errors.pop(slot, None)
+        with self._state_lock:
+            pending = slot in self._pending
+        if pending:
+            with self._exec_lock:
+                self._drain_locked()
+        with self._state_lock:
+            err = self._async_errors.pop(slot, None)
+            valid = slot in self._valid
         if err is not None:
             raise err
+        if not valid:
+            raise DeviceError("slot %d holds no valid output: no execute of its current input has completed"
+                              % slot)
         self._ensure_bound()
         util = self.acl.util
         n = self._out_size
@@ -337,39 +353,68 @@ class DeviceSession:
         self._ensure_bound()
         with self._exec_lock:
             self._drain_locked()
-            self._async_errors.pop(slot, None)
+            with self._state_lock:
+                self._async_errors.pop(slot, None)
+                self._valid.discard(slot)
             self._check("acl.mdl.execute", self.acl.mdl.execute(self._model_id, s.in_ds, s.out_ds))
+            with self._state_lock:
+                self._valid.add(slot)
 
     def execute_async(self, slot: int) -> None:
-        """Enqueue inference of ``slot`` on the session stream; results are valid after :meth:`wait`."""
+        """Enqueue inference of ``slot`` on the session stream; its result is readable once the stream drained."""
         self._require_open()
         s = self._slot(slot)
         self._ensure_bound()
         with self._exec_lock:
-            self._async_errors.pop(slot, None)
+            with self._state_lock:
+                self._async_errors.pop(slot, None)
+                self._valid.discard(slot)
             self._check("acl.mdl.execute_async",
                         self.acl.mdl.execute_async(self._model_id, s.in_ds, s.out_ds, self._stream))
-            self._pending.add(slot)
+            with self._state_lock:
+                self._pending.add(slot)
 
     def wait(self) -> None:
-        """Synchronize the stream (all enqueued executes); raises the failure of a failed async execute."""
+        """Synchronize the stream (all enqueued executes).
+
+        Raises the error of a failed async execute whose slot has not been read or reused since; the error
+        stays recorded for that slot, so :meth:`read_output` of the slot raises it too (never stale data).
+        """
         self._require_open()
         self._ensure_bound()
         with self._exec_lock:
             self._drain_locked()
-        errors = [self._async_errors.pop(k) for k in list(self._async_errors)]
+        with self._state_lock:
+            errors = [self._async_errors[k] for k in sorted(self._async_errors)]
         if errors:
             raise errors[0]
 
+    def _begin_submission(self, slot: int) -> None:
+        """A new input for ``slot``: let a pending execute of it finish, then forget its result and error."""
+        with self._state_lock:
+            pending = slot in self._pending
+        if pending:
+            with self._exec_lock:
+                self._drain_locked()
+        with self._state_lock:
+            self._valid.discard(slot)
+            self._async_errors.pop(slot, None)
+
     def _drain_locked(self) -> None:
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, set()
+        """Synchronize the stream (caller holds the exec lock); record per-slot success or failure."""
+        with self._state_lock:
+            if not self._pending:
+                return
+            pending = set(self._pending)
         ret = self.acl.rt.synchronize_stream(self._stream)
-        if ret != 0:
-            err = AclError("acl.rt.synchronize_stream", ret, _recent(self.acl))
+        err = AclError("acl.rt.synchronize_stream", ret, _recent(self.acl)) if ret != 0 else None
+        with self._state_lock:
+            self._pending -= pending
             for slot in pending:
-                self._async_errors[slot] = err
+                if err is None:
+                    self._valid.add(slot)
+                else:
+                    self._async_errors[slot] = err
 
     @property
     def pending(self) -> bool:
@@ -399,6 +444,7 @@ class DeviceSession:
             _THREAD.token = self._token
         if self._stream:  # nothing may still run on buffers about to be freed
             self._pending = set()
+            self._valid = set()
             step("acl.rt.synchronize_stream", acl.rt.synchronize_stream(self._stream))
         slots = list(self._slots)
         for s in slots:

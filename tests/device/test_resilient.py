@@ -197,3 +197,35 @@ def test_hung_execute_is_visible_through_busy_since(device_bundle, runtime, sim)
         worker.join(10)
         assert dev.busy_since is None and dev.last_progress > progress
         assert_correct(device_bundle, x, result[0], runtime)
+
+
+@pytest.mark.sim_only
+def test_failed_async_execute_never_returns_another_slots_or_previous_output(device_bundle, runtime, sim):
+    """Regression: a failed stream drain used to make collect() of the other slot return its stale buffer."""
+    _, control = sim
+    old = [random_input(device_bundle, seed=s) for s in (40, 41)]
+    new = [random_input(device_bundle, seed=s) for s in (42, 43)]
+    with make(device_bundle, runtime) as dev:
+        for slot in (0, 1):  # each slot's buffer holds a previous image's result
+            assert_correct(device_bundle, old[slot], dev.infer(slot, old[slot]), runtime)
+        dev.submit(0, new[0])
+        dev.submit(1, new[1])
+        control.inject_fault("acl.rt.synchronize_stream", 507011)
+        for slot in (0, 1):
+            assert_correct(device_bundle, new[slot], dev.collect(slot), runtime)
+        assert dev.stats["retries"] == 2 and dev.stats["reinits"] == 0 and dev.state == DeviceState.READY
+        assert dev.busy_since is None
+
+
+@pytest.mark.sim_only
+def test_failed_async_execute_is_reported_for_the_slot_collected_second_too(device_bundle, runtime, sim):
+    """Collecting in the other order: the slot collected second is re-executed, not read stale."""
+    _, control = sim
+    xs = [random_input(device_bundle, seed=s) for s in (44, 45)]
+    with make(device_bundle, runtime) as dev:
+        dev.submit(0, xs[0])
+        dev.submit(1, xs[1])
+        control.inject_fault("acl.rt.synchronize_stream", 507011)
+        assert_correct(device_bundle, xs[1], dev.collect(1), runtime)
+        assert_correct(device_bundle, xs[0], dev.collect(0), runtime)
+        assert control.stats()["acl.mdl.execute"] == 2  # exactly the two failed slots were run again

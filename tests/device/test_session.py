@@ -298,3 +298,61 @@ def test_the_real_backend_code_path_runs_with_an_acl_module(device_bundle, runti
         y = sess.read_output(0)
     assert np.abs(y - reference_output(device_bundle, x)).max() <= 1e-5
     sys.modules.pop("device.acl_backend", None)
+
+
+@pytest.mark.sim_only
+def test_failed_drain_makes_each_slot_raise_its_error_instead_of_stale_output(device_bundle, runtime, sim):
+    _, control = sim
+    xs = [random_input(device_bundle, seed=s) for s in (50, 51)]
+    with open_session(device_bundle, runtime=runtime) as sess:
+        for slot in (0, 1):  # a previous result in each slot
+            sess.write_input(slot, xs[1 - slot])
+            sess.execute(slot)
+        for slot in (0, 1):
+            sess.write_input(slot, xs[slot])
+            sess.execute_async(slot)
+        control.inject_fault("acl.rt.synchronize_stream", 507011)
+        with pytest.raises(AclError, match="507011"):
+            sess.wait()
+        with pytest.raises(AclError, match="507011"):
+            sess.wait()  # reported again: the failure stays recorded until the slot is read or reused
+        for slot in (0, 1):
+            with pytest.raises(AclError, match="acl.rt.synchronize_stream failed: 507011"):
+                sess.read_output(slot)
+            with pytest.raises(DeviceError, match="slot %d holds no valid output" % slot):
+                sess.read_output(slot)  # the error was consumed; the buffer is still not a result
+        sess.wait()  # nothing left to report
+        sess.execute(1)  # the input is still in place: a synchronous run makes the slot valid again
+        assert np.abs(sess.read_output(1) - reference_output(device_bundle, xs[1])).max() <= tolerance(runtime)
+
+
+@pytest.mark.sim_only
+def test_failed_drain_raises_on_read_without_an_explicit_wait(device_bundle, runtime, sim):
+    _, control = sim
+    x = random_input(device_bundle, seed=52)
+    with open_session(device_bundle, runtime=runtime) as sess:
+        sess.write_input(1, x)
+        sess.execute(1)
+        sess.write_input(1, random_input(device_bundle, seed=53))
+        sess.execute_async(1)
+        control.inject_fault("acl.rt.synchronize_stream", 507011)
+        with pytest.raises(AclError, match="507011"):
+            sess.read_output(1)
+        assert not sess.pending
+
+
+def test_output_is_readable_only_after_an_execute_of_the_current_input(device_bundle, runtime):
+    xs = [random_input(device_bundle, seed=s) for s in (54, 55)]
+    with open_session(device_bundle, runtime=runtime) as sess:
+        with pytest.raises(DeviceError, match="slot 0 holds no valid output"):
+            sess.read_output(0)  # never executed
+        sess.write_input(0, xs[0])
+        sess.execute(0)
+        sess.read_output(0)
+        sess.write_input(0, xs[1])
+        with pytest.raises(DeviceError, match="slot 0 holds no valid output"):
+            sess.read_output(0)  # the buffer holds the previous input's result
+        sess.execute_async(0)
+        y = sess.read_output(0)  # waits for the pending execute itself
+        assert not sess.pending
+    assert np.abs(y - reference_output(device_bundle, xs[1])).max() <= tolerance(runtime)
