@@ -5,8 +5,9 @@
 * ingest: ``camera.ingest.CaptureWatcher`` hands stable files to ``on_ready``, which hashes them, records
   them in the journal (same content twice = a duplicate, recorded, not processed again) and submits them
   to the scheduler's bounded input queue (a blocking put: the watcher waits, nothing is dropped);
-* startup: ``journal.recover()`` requeues interrupted items; finished ones are not redone unless their
-  result folder is incomplete;
+* startup: ``journal.recover()`` requeues interrupted items, except one the daemon already died on
+  ``MAX_INTERRUPTED_ATTEMPTS`` times (failed and quarantined: a poison pill); finished ones are not redone
+  unless their result folder is incomplete;
 * results: complete folders under results/<id>/; bad inputs go to quarantine/ with a reason file;
   inputs stay in capture/ or move to the archive (``ingest.after``);
 * systemd: READY=1 once device and model are up, STATUS= lines, WATCHDOG=1 only while ``is_progressing()``.
@@ -33,6 +34,12 @@ from pipeline.telemetry import Metrics
 log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+#: An item the daemon died while processing this many times (``attempts`` in the journal, reset by a
+#: deliberate redo) is failed and quarantined at startup instead of being requeued: a poison pill that
+#: hangs or crashes the process would otherwise restart it until systemd's StartLimitBurst gives up.
+MAX_INTERRUPTED_ATTEMPTS = 3
+INTERRUPTED_REASON = "interrupted %d times (the daemon died while processing it)"
 
 
 class DaemonError(RuntimeError):
@@ -252,6 +259,9 @@ class Daemon(object):
                 self.journal.mark(rid, "done")
                 self._after_done(Path(row["path"]), rid)
                 continue
+            if int(row.get("attempts") or 0) >= MAX_INTERRUPTED_ATTEMPTS:
+                self._give_up_interrupted(row)
+                continue
             todo.append(row)
         for row in self._done_rows():
             rid = row["id"]
@@ -261,12 +271,31 @@ class Daemon(object):
                     log.warning("result %s is incomplete and its input %s is gone; cannot redo", rid, row["source"])
                     continue
                 log.warning("result %s is incomplete; redoing %s", rid, row["source"])
-                self.journal.mark(rid, "queued")
+                self.journal.requeue(rid, path=str(path))
                 row = dict(row, path=str(path))
                 todo.append(row)
         if todo:
             log.info("recovery: %d item(s) to (re)process", len(todo))
         return todo
+
+    def _give_up_interrupted(self, row: Dict[str, Any]) -> None:
+        """A poison pill: the daemon died ``attempts`` times while processing this item (a hang or crash
+        the watchdog restarted it from). Fail it and quarantine its input instead of requeueing it forever."""
+        from pipeline.quarantine import quarantine_file
+
+        rid = row["id"]
+        reason = INTERRUPTED_REASON % int(row.get("attempts") or 0)
+        log.error("journal item %s (%s): %s; marked failed and quarantined, not retried", rid, row["source"],
+                  reason)
+        path = self._find_input(row)
+        try:
+            quarantine_file(path if path is not None else Path(row.get("path") or row["source"]),
+                            self.paths.quarantine, "interrupted", reason, sha256=row.get("sha256"),
+                            result_id=rid, extra={"attempts": int(row.get("attempts") or 0)})
+        except OSError as exc:
+            log.error("cannot quarantine %s: %s", row["source"], exc)
+        self.journal.mark(rid, "failed", reason)
+        self.metrics.inc("failed")
 
     def _done_rows(self) -> List[Dict[str, Any]]:
         out: List[Dict[str, Any]] = []
@@ -341,7 +370,7 @@ class Daemon(object):
             self._after_done(path, rid)
         elif state == "done":
             log.warning("result %s is incomplete; redoing it from %s", rid, path.name)
-            self.journal.mark(rid, "queued")
+            self.journal.requeue(rid, source=path.name, path=str(path))
             self.scheduler.submit(WorkItem(id=rid, sha256=sha, source=path.name, path=path, size=size))
         elif state == "failed":
             self.metrics.inc("duplicates")

@@ -257,6 +257,24 @@ class Journal(object):
             row = cur.execute("SELECT attempts FROM captures WHERE id = ?", (capture_id,)).fetchone()
         return int(row[0])
 
+    def requeue(self, capture_id: str, source: Optional[str] = None,
+                path: Union[str, "os.PathLike[str]", None] = None) -> None:
+        """A deliberate redo (a failed capture dropped in again, a result found incomplete): back to
+        'queued', reason cleared, attempt count reset to 0 (the interrupted-attempts count starts again).
+
+        ``source`` / ``path`` (optional) record the file the redo reads. Unknown ids raise
+        :class:`UnknownCaptureError`.
+        """
+        _check_id(capture_id)
+        if source is not None and (not isinstance(source, str) or not source):
+            raise JournalError("source must be a non-empty file name, got %r" % (source,))
+        with self._transaction() as cur:
+            cur.execute("UPDATE captures SET state = 'queued', reason = NULL, attempts = 0, updated = ?, "
+                        "source = COALESCE(?, source), path = COALESCE(?, path) WHERE id = ?",
+                        (_now_iso(), source, os.fspath(path) if path is not None else None, capture_id))
+            if cur.rowcount != 1:
+                raise UnknownCaptureError("no capture with id %s in the journal" % capture_id)
+
     def recover(self) -> List[Dict[str, Any]]:
         """Startup recovery: 'processing' rows go back to 'queued'; returns every queued row, oldest first."""
         with self._transaction() as cur:

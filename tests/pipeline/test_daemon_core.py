@@ -240,3 +240,38 @@ def test_reload_applies_safe_keys_and_reports_the_rest(running, cfg):
     assert json.loads((d.paths.results / _id(img) / "result.json").read_text())["threshold"] == 0.8
     import logging
     logging.getLogger().setLevel("INFO")
+
+
+def _journal_row(journal, path, starts=0, state=None):
+    rid, _ = journal.add(hashlib.sha256(path.read_bytes()).hexdigest(), path.name, str(path), path.stat().st_size)
+    for _ in range(starts):
+        journal.start(rid)
+    if state is not None:
+        journal.mark(rid, state)
+    return rid
+
+
+def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_requeued_again(running, cfg):
+    from pipeline.daemon import MAX_INTERRUPTED_ATTEMPTS
+    from pipeline.journal import Journal
+
+    assert MAX_INTERRUPTED_ATTEMPTS == 3
+    d = running()
+    d.stop(10.0)
+    j = Journal(d.paths.state / "journal.sqlite3")
+    poison = _png(d.paths.capture / "poison.png", seed=20)
+    rid_p = _journal_row(j, poison, starts=3)                  # processing, third attempt interrupted
+    survivor = _png(d.paths.capture / "survivor.png", seed=21)
+    rid_s = _journal_row(j, survivor, starts=2)                # interrupted twice: one more chance
+    j.close()
+    d2 = running()
+    row = d2.journal.get(rid_p)
+    assert row["state"] == "failed"
+    assert row["reason"] == "interrupted 3 times (the daemon died while processing it)"
+    assert not poison.exists()
+    (q,) = d2.results.quarantined()
+    assert q["id"] == rid_p and q["reason"] == "interrupted" and q["source"] == "poison.png"
+    assert (d2.paths.quarantine / q["file"]).read_bytes()[:4] == b"\x89PNG"
+    _wait(lambda: d2.results.is_complete(rid_s), what="the other interrupted item is processed")
+    time.sleep(0.3)
+    assert not d2.results.is_complete(rid_p) and d2.journal.get(rid_p)["state"] == "failed"
