@@ -364,7 +364,8 @@ def build_hostile_corpus(capture: Path, secret: Path, seed: int = 7) -> List[Hos
            [RESULT])
     c.file("really_a_png.jpg", "PNG content behind .jpg", encode(fundus_rgb(seed + 1, (256, 256)), "PNG"),
            [RESULT])
-    c.file("really_a_gif.png", "GIF behind .png", _pil(img, "GIF"), [RESULT])
+    c.file("really_a_gif.png", "GIF behind .png (not a camera format)", _pil(img, "GIF"), [QUARANTINE],
+           reason="not_an_image")
     c.file("image.webp", "WebP", _pil(img, "WEBP", quality=80), [RESULT])
     c.file("image.bmp", "BMP", _pil(img, "BMP"), [RESULT])
     c.file("image.ppm", "PPM", _pil(img, "PPM"), [RESULT])
