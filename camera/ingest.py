@@ -16,7 +16,8 @@ Design (the truth is a scan, events are wake-ups):
 * Each ready file is passed to ``on_ready(path)`` from the watcher's own thread, oldest first, exactly
   once per (name, size, mtime) identity while the process lives. ``on_ready`` may block
   (backpressure): the watcher simply waits, nothing is dropped. Deduplication across restarts is the
-  journal's job, not the watcher's.
+  journal's job, not the watcher's. A consumer that could not take a file (e.g. disk full) calls
+  :meth:`CaptureWatcher.forget`: the file is offered again after the next periodic full rescan.
 * Directories, FIFOs, sockets and devices are ignored (logged once at debug level). Symlinks are
   followed only when they resolve to a regular file inside the capture folder; others are reported
   once through ``on_rejected(path, reason)`` so the pipeline can quarantine and record them.
@@ -152,6 +153,7 @@ class CaptureWatcher(object):
         self._gone = OrderedDict()  # type: OrderedDict[Tuple[str, Identity], None]
         self._noted = {}  # type: Dict[str, str]
         self._rejected = {}  # type: Dict[str, str]
+        self._forgotten = set()  # type: Set[str]   # names to offer again at the next full scan (under _lock)
         self._missing_logged = False
         self._last_scan = -1e9
         self._last_full_scan = -1e9
@@ -189,6 +191,19 @@ class CaptureWatcher(object):
         with self._lock:
             self._full_scan_requested = True
         self._wake.set()
+
+    def forget(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Forget that ``path`` was handed out, so it is offered again although unchanged.
+
+        For a consumer that could not take the file (its ``on_ready`` failed). The file becomes a candidate
+        again at the next periodic full rescan (``rescan_seconds``, or ``poll_seconds`` when polling), not
+        at once, so a persistent failure is retried at that pace rather than in a tight loop. Safe to call
+        from any thread, including from inside ``on_ready``.
+        """
+        name = os.path.basename(os.path.normpath(os.fspath(path)))
+        if name:
+            with self._lock:
+                self._forgotten.add(name)
 
     def pending(self) -> int:
         """Number of files seen but not handed out yet (waiting to become stable)."""
@@ -344,6 +359,8 @@ class CaptureWatcher(object):
             log.error("cannot list the capture folder %s: %s", self.capture_dir, exc)
             return []
         self._missing_logged = False
+        if full:
+            self._apply_forgotten()
         now = time.monotonic()
         present = set()  # type: Set[str]
         ready = []  # type: List[Tuple[float, str, Identity]]
@@ -384,6 +401,16 @@ class CaptureWatcher(object):
         self._forget_missing(present)
         ready.sort()
         return ready
+
+    def _apply_forgotten(self) -> None:
+        """Drop the hand-out memory of names passed to :meth:`forget` (watcher thread, full scans only)."""
+        with self._lock:
+            names, self._forgotten = self._forgotten, set()
+        for name in names:
+            self._handed.pop(name, None)
+            for key in [k for k in self._gone if k[0] == name]:
+                del self._gone[key]
+            log.debug("offering %r again (forgotten by the consumer)", name)
 
     def _is_ready(self, name: str, cand: _Candidate, now: float) -> bool:
         """Caller holds _lock."""
@@ -503,8 +530,8 @@ class CaptureWatcher(object):
             try:
                 self.on_ready(path)
             except Exception:
-                log.exception("on_ready(%r) failed; the file is offered again only if it changes or after a "
-                              "restart", name)
+                log.exception("on_ready(%r) failed; the file is offered again only if it changes, after "
+                              "forget() or after a restart", name)
 
 
 def _kind(mode: int) -> str:

@@ -333,13 +333,20 @@ class Daemon(object):
     def _on_ready(self, path: Path) -> None:
         """A stable file in capture/: hash, journal, dedupe, submit (may block: backpressure).
 
-        Never raises: an unexpected error is logged and the file stays in capture/ for the next start.
+        Never raises: an unexpected error (e.g. disk full while journaling) is logged, the file stays in
+        capture/ and the watcher offers it again at its next periodic rescan (``forget``).
         """
         try:
             self._ingest(Path(path))
         except Exception:
-            log.exception("ingest of %s failed; the file stays in capture/ and is retried at the next start",
+            log.exception("ingest of %s failed; the file stays in capture/ and is retried at the next rescan",
                           path)
+            watcher = self.watcher
+            if watcher is not None and hasattr(watcher, "forget"):
+                try:
+                    watcher.forget(path)
+                except Exception:
+                    log.exception("cannot make the watcher offer %s again", path)
 
     def _ingest(self, path: Path) -> None:
         from pipeline.journal import sha256_file

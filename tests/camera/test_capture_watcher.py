@@ -301,6 +301,57 @@ def test_an_exception_in_on_ready_is_logged_and_the_watcher_continues(make_watch
     assert any("boom.png" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
+@pytest.mark.parametrize("use_watchdog", MODES)
+def test_a_file_the_consumer_forgets_is_offered_again_at_the_next_rescan_not_in_a_tight_loop(
+        make_watcher, capture, use_watchdog):
+    offers = []  # type: List[float]
+    box = []  # type: List[CaptureWatcher]
+
+    def disk_full_twice(path):
+        offers.append(time.monotonic())
+        if len(offers) <= 2:
+            box[0].forget(path)
+            raise OSError(28, "No space left on device")
+
+    w = make_watcher(disk_full_twice, use_watchdog, rescan_seconds=0.5)
+    box.append(w)
+    write(capture / "a.png")
+    w.start()
+    wait_until(lambda: len(offers) == 3, timeout=10.0, what="the third offer of a.png")
+    time.sleep(1.2)                                   # two more rescans: taken on the third offer, done
+    assert len(offers) == 3
+    gaps = [b - a for a, b in zip(offers, offers[1:])]
+    assert min(gaps) >= 0.4, gaps                     # at most one retry per rescan period
+
+
+def test_a_failed_file_that_is_not_forgotten_is_not_offered_again(make_watcher, capture):
+    offers = []  # type: List[str]
+
+    def failing(path):
+        offers.append(path.name)
+        raise OSError(28, "No space left on device")
+
+    w = make_watcher(failing, False, rescan_seconds=0.2)
+    write(capture / "a.png")
+    w.start()
+    wait_until(lambda: offers, what="the first offer")
+    time.sleep(1.0)
+    assert offers == ["a.png"]
+
+
+def test_forget_from_another_thread_re_offers_an_unchanged_file_once(make_watcher, capture):
+    got = Collector()
+    w = make_watcher(got, False, rescan_seconds=0.2)
+    write(capture / "a.png")
+    write(capture / "b.png")
+    w.start()
+    wait_until(lambda: len(got.calls) == 2, what="both files")
+    w.forget(capture / "a.png")
+    wait_until(lambda: len(got.calls) == 3, what="a.png offered again")
+    time.sleep(0.8)
+    assert sorted(got.names()) == ["a.png", "a.png", "b.png"]
+
+
 def test_pending_counts_files_waiting_to_become_stable(make_watcher, capture):
     got = Collector()
     w = make_watcher(got, True, stable_seconds=30.0)

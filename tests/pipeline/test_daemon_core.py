@@ -275,3 +275,23 @@ def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_re
     _wait(lambda: d2.results.is_complete(rid_s), what="the other interrupted item is processed")
     time.sleep(0.3)
     assert not d2.results.is_complete(rid_p) and d2.journal.get(rid_p)["state"] == "failed"
+
+
+def test_a_capture_whose_ingest_failed_is_offered_again_and_processed(running):
+    from pipeline.journal import JournalError
+
+    d = running()
+    real_add = d.journal.add
+    failures = []
+
+    def add_fails_once(*args, **kwargs):
+        if not failures:
+            failures.append(args[1])
+            raise JournalError("database or disk is full")
+        return real_add(*args, **kwargs)
+
+    d.journal.add = add_fails_once
+    img = _png(d.paths.capture / "retry.png", seed=22)
+    _wait(lambda: d.results.is_complete(_id(img)), what="the capture processed after the failed ingest")
+    assert failures == ["retry.png"]
+    assert d.journal.get(_id(img))["state"] == "done"
