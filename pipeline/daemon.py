@@ -3,8 +3,9 @@
 ``Daemon(config)`` wires the packages together:
 
 * ingest: ``camera.ingest.CaptureWatcher`` hands stable files to ``on_ready``, which hashes them, records
-  them in the journal (same content twice = a duplicate, recorded, not processed again) and submits them
-  to the scheduler's bounded input queue (a blocking put: the watcher waits, nothing is dropped);
+  them in the journal (same content twice = a duplicate, recorded, not processed again; content that
+  failed before is a deliberate retry and is processed again) and submits them to the scheduler's bounded
+  input queue (a blocking put: the watcher waits, nothing is dropped);
 * startup: ``journal.recover()`` requeues interrupted items, except one the daemon already died on
   ``MAX_INTERRUPTED_ATTEMPTS`` times (failed and quarantined: a poison pill); finished ones are not redone
   unless their result folder is incomplete;
@@ -380,8 +381,11 @@ class Daemon(object):
             self.journal.requeue(rid, source=path.name, path=str(path))
             self.scheduler.submit(WorkItem(id=rid, sha256=sha, source=path.name, path=path, size=size))
         elif state == "failed":
-            self.metrics.inc("duplicates")
-            self._quarantine_duplicate(path, rid, row)
+            # the technician fixed the cause and dropped the file in again (failures page): a retry
+            log.info("retry: %s has the content of failed item %s (%s); processing it again", path.name, rid,
+                     row.get("reason"))
+            self.journal.requeue(rid, source=path.name, path=str(path))
+            self.scheduler.submit(WorkItem(id=rid, sha256=sha, source=path.name, path=path, size=size))
         elif not same_file:
             self.metrics.inc("duplicates")
             log.info("duplicate: %s has the same content as %s, already %s", path.name, row.get("source"), state)

@@ -295,3 +295,29 @@ def test_a_capture_whose_ingest_failed_is_offered_again_and_processed(running):
     _wait(lambda: d.results.is_complete(_id(img)), what="the capture processed after the failed ingest")
     assert failures == ["retry.png"]
     assert d.journal.get(_id(img))["state"] == "done"
+
+
+def test_content_that_failed_and_is_dropped_in_again_is_retried_not_quarantined_as_a_duplicate(running):
+    d = running()
+    real_prepare = d.stages.prepare
+    broken = {"on": True}
+
+    def prepare(item):
+        if broken["on"]:
+            raise RuntimeError("a cause the technician can fix")
+        return real_prepare(item)
+
+    d.stages.prepare = prepare
+    img = _png(d.paths.capture / "eye.png", seed=23)
+    data, rid = img.read_bytes(), _id(img)
+    _wait(lambda: d.journal.get(rid) is not None and d.journal.get(rid)["state"] == "failed", what="failure")
+    _wait(lambda: len(d.results.quarantined()) == 1 and not img.exists(), what="quarantined")
+    assert d.journal.get(rid)["attempts"] == 1
+    broken["on"] = False                                       # the cause is fixed
+    (d.paths.capture / "eye again.png").write_bytes(data)      # and the file dropped in again
+    _wait(lambda: d.results.is_complete(rid), what="the retried result")
+    row = d.journal.get(rid)
+    assert row["state"] == "done" and row["reason"] is None and row["source"] == "eye again.png"
+    assert row["attempts"] == 1                                # a deliberate retry starts the count again
+    assert [q["reason"] for q in d.results.quarantined()] == ["processing_error"]
+    assert d.metrics.value("duplicates") == 0
