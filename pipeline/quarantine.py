@@ -2,7 +2,9 @@
 
 Layout: ``DATA_DIR/quarantine/<id-or-timestamp>__<name>`` and ``<same>.reason.json`` holding
 reason, detail, time, sha256, source and the original path. Nothing is deleted: a technician can inspect
-the file, fix the cause and drop it into capture/ again.
+the file, fix the cause and drop it into capture/ again (under any name): the daemon treats content whose
+journal row is 'failed' as a deliberate retry and processes it again, instead of quarantining it as
+``duplicate_of_failed`` (that reason is only for a copy that arrived while its original was still in flight).
 """
 from __future__ import annotations
 
