@@ -13,6 +13,8 @@ Failure handling per ACL error class (:func:`device.errors.classify`):
 
 Watchdog support: ``last_progress`` (time.monotonic of the last completed execute, or of construction) and
 ``busy_since`` (monotonic start of the oldest execute in flight, None when idle); ``hung(timeout_s)`` combines them.
+A submission counts as in flight from :meth:`submit` until its :meth:`collect` returns or raises; a caller that
+abandons a submission (e.g. to redo the job synchronously) must :meth:`discard` it.
 """
 from __future__ import annotations
 
@@ -91,6 +93,8 @@ class ResilientDevice:
             old, self._session = self._session, None
             self._gen += 1
             self.state = DeviceState.CLOSED
+            for slot in list(self._submitted):  # nothing can complete on a closed device
+                self._drop_submission_locked(slot)
         if old is not None:
             old.close(finalize=finalize)
 
@@ -108,9 +112,14 @@ class ResilientDevice:
     # -- watchdog --------------------------------------------------------------------------------
     @property
     def busy_since(self) -> Optional[float]:
-        """time.monotonic() at which the oldest execute still in flight started; None when idle."""
+        """time.monotonic() at which the oldest execute still in flight started; None when idle.
+
+        In-flight marks: positive keys are running infer/collect calls, ``-slot - 1`` a submission not yet
+        collected; a submission mark without its submission (should one ever be left behind) is not counted.
+        """
         with self._cond:
-            return min(self._inflight.values()) if self._inflight else None
+            times = [t for key, t in self._inflight.items() if key > 0 or (-key - 1) in self._submitted]
+            return min(times) if times else None
 
     def hung(self, timeout_s: float) -> bool:
         """True when an execute has been in flight for longer than ``timeout_s``."""
@@ -159,12 +168,28 @@ class ResilientDevice:
             self._submitted[slot] = (array, gen)
             self._inflight[-slot - 1] = time.monotonic()
 
+    def discard(self, slot: int) -> None:
+        """Forget the uncollected submission on ``slot`` (its job is redone elsewhere); idempotent.
+
+        It no longer counts as in flight for :attr:`busy_since`; a later write to the slot waits for the
+        abandoned execute to finish on the device and never returns its output.
+        """
+        with self._cond:
+            self._drop_submission_locked(slot)
+
+    def _drop_submission_locked(self, slot: int) -> None:
+        self._submitted.pop(slot, None)
+        self._inflight.pop(-slot - 1, None)
+
     def collect(self, slot: int) -> np.ndarray:
         """Wait for the async execute of ``slot`` and return its output (re-executed if that failed)."""
         with self._cond:
             if slot not in self._submitted:
                 raise ValueError("collect(%d): nothing was submitted on that slot" % slot)
             array, gen = self._submitted.pop(slot)
+            # in flight since the submit, until this collect returns or raises
+            token = next(self._tokens)
+            self._inflight[token] = self._inflight.pop(-slot - 1, time.monotonic())
         first = [True]
 
         def op(s: DeviceSession) -> np.ndarray:
@@ -183,7 +208,7 @@ class ResilientDevice:
             ok = True
             return out
         finally:
-            self._idle(-slot - 1, ok)
+            self._idle(token, ok)
 
     # -- failure policy --------------------------------------------------------------------------
     def _run(self, op: Callable[[DeviceSession], T]) -> T:

@@ -350,7 +350,7 @@ class Scheduler(object):
             except Exception as exc:
                 self._device_trouble(exc)
                 redo = [j for _, j in pending] + [job]
-                pending.clear()
+                self._abandon(pending)
                 return self._redo(redo)
 
         try:
@@ -371,7 +371,7 @@ class Scheduler(object):
                 except Exception as exc:
                     self._device_trouble(exc)
                     redo = [job] + [j for _, j in pending]
-                    pending.clear()
+                    self._abandon(pending)
                     if not self._redo(redo):
                         return
                     continue
@@ -389,6 +389,14 @@ class Scheduler(object):
         finally:
             self._executing = 0
             self.post_q.close()
+
+    def _abandon(self, pending: "collections.deque[Tuple[int, Job]]") -> None:
+        """Forget submissions whose jobs are redone synchronously (no stale in-flight mark for the watchdog)."""
+        discard = getattr(self.device, "discard", None)
+        while pending:
+            slot, _ = pending.popleft()
+            if discard is not None:
+                discard(slot)
 
     def _redo(self, jobs: List[Job]) -> bool:
         """Run jobs synchronously (with retries) in order and hand them on; False on abort."""

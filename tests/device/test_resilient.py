@@ -229,3 +229,29 @@ def test_failed_async_execute_is_reported_for_the_slot_collected_second_too(devi
         assert_correct(device_bundle, xs[1], dev.collect(1), runtime)
         assert_correct(device_bundle, xs[0], dev.collect(0), runtime)
         assert control.stats()["acl.mdl.execute"] == 2  # exactly the two failed slots were run again
+
+
+def test_discarded_submission_is_no_longer_in_flight_and_cannot_be_collected(device_bundle, runtime):
+    xs = [random_input(device_bundle, seed=s) for s in (46, 47, 48)]
+    with make(device_bundle, runtime) as dev:
+        dev.submit(0, xs[0])
+        since0 = dev.busy_since
+        dev.submit(1, xs[1])
+        dev.discard(1)
+        dev.discard(1)  # idempotent
+        assert dev.busy_since == since0
+        with pytest.raises(ValueError, match="nothing was submitted"):
+            dev.collect(1)
+        assert_correct(device_bundle, xs[0], dev.collect(0), runtime)
+        assert dev.busy_since is None and not dev.hung(0.0)
+        dev.submit(1, xs[2])  # the slot is reused: the abandoned execute's output is never returned
+        assert_correct(device_bundle, xs[2], dev.collect(1), runtime)
+        assert dev.busy_since is None
+
+
+def test_closing_drops_uncollected_submissions_from_the_watchdog_view(device_bundle, runtime):
+    dev = make(device_bundle, runtime).start()
+    dev.submit(0, random_input(device_bundle, seed=49))
+    assert dev.busy_since is not None
+    dev.close()
+    assert dev.busy_since is None and not dev.hung(0.0)

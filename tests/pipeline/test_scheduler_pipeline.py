@@ -11,7 +11,7 @@ from pipeline import results as results_mod
 from pipeline.results import is_complete
 from pipeline.scheduler import InvalidTransition, PipelineState, Scheduler, SchedulerCallbacks
 
-from pipefakes import FakeDevice, fundus_like, item_for, make_stages, write_image
+from pipefakes import FakeDevice, fundus_like, item_for, make_stages, tiny_bundle, write_image
 
 
 class Recorder(SchedulerCallbacks):
@@ -229,3 +229,51 @@ def test_invalid_transitions_are_refused_and_a_scheduler_starts_once(tmp_path):
     s.stop(5.0)
     with pytest.raises(InvalidTransition):
         s._transition(PipelineState.RUNNING)
+
+
+def test_jobs_redone_after_a_failed_collect_leave_no_stale_in_flight_mark(tmp_path):
+    """Regression: submissions abandoned for a synchronous redo kept busy_since set, so an idle daemon looked hung."""
+    from device import DeviceState
+    from device.resilient import ResilientDevice
+    from device.sim import control
+
+    holder = {}
+
+    class BothSlotsSubmitted(ResilientDevice):
+        """Its first submit waits until the next job is queued, so the device thread fills both slots."""
+
+        first = True
+
+        def submit(self, slot, array):
+            if self.first:
+                self.first = False
+                deadline = time.monotonic() + 10
+                while len(holder["scheduler"].dev_q) == 0 and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            super().submit(slot, array)
+
+    control.reset()
+    dev = BothSlotsSubmitted(tiny_bundle(tmp_path / "bundle"), runtime="sim", retries=0, max_reinits=0,
+                             backoff_s=0.001, reinit_backoff_s=0.001)
+    try:
+        dev.start()
+        rec = Recorder()
+        s = holder["scheduler"] = _scheduler(tmp_path, dev, rec)
+        control.inject_fault("acl.rt.synchronize_stream", 507011)  # collect fails -> FAILED -> restart + redo
+        items = _items(tmp_path, 2)
+        s.start()
+        s.pause("test", kind="manual")
+        for it in items:
+            s.submit(it)
+        s.resume("manual")
+        assert rec.wait_for(2)
+        assert sorted(rec.done) == sorted(i.id for i in items) and rec.rejected == []
+        assert s.metrics.value("device_errors") == 1
+        assert dev.stats["failures"] == 1 and dev.state == DeviceState.READY
+        assert control.stats()["acl.mdl.execute_async"] == 2  # both slots had been submitted
+        time.sleep(0.05)
+        assert dev.busy_since is None and not dev.hung(0.01)  # idle: nothing is in flight
+        assert s.stop(5.0)
+    finally:
+        dev.close()
+        control.reset()
