@@ -22,6 +22,7 @@ import re
 import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -127,6 +128,7 @@ class Daemon(object):
         self._stopped = False
         self._last_hour_cache = (0.0, {})  # type: Any
         self._held_duplicates: Dict[str, List[Path]] = {}
+        self._publish_lock = threading.Lock()
 
     @staticmethod
     def _default_notifier() -> Any:
@@ -479,12 +481,7 @@ class Daemon(object):
             name = (stem or "upload") + ext
         sha = hashlib.sha256(data).hexdigest()
         rid = id_from_sha256(sha)
-        target = self.paths.capture / name
-        if target.exists():
-            stem, ext2 = os.path.splitext(name)
-            target = self.paths.capture / ("%s-%s%s" % (stem, rid[:8], ext2))
-        self.paths.capture.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, data)
+        target = self._publish_upload(name, rid, data)
         self.metrics.inc("uploads")
         log.info("upload %s (%d bytes) -> %s", target.name, len(data), rid)
         if self.watcher is not None:
@@ -493,6 +490,54 @@ class Daemon(object):
             except Exception:
                 log.exception("waking the watcher failed")
         return rid
+
+    def _publish_upload(self, name: str, rid: str, data: bytes) -> Path:
+        """Write ``data`` into capture/ under ``name``, or ``<stem>__<rid8>[-n]<ext>`` when that is taken;
+        never overwrites a file (two simultaneous uploads with one name both survive).
+
+        The data is first written durably to a hidden staging file (ignored by the watcher), then published
+        with ``os.link``, which fails instead of replacing an existing name. Where the file system has no
+        hard links (FAT), a check-then-rename under a lock is the fallback (exclusive among uploads).
+        """
+        capture = self.paths.capture
+        capture.mkdir(parents=True, exist_ok=True)
+        staged = atomic_write_bytes(capture / (".upload-%s-%s.staged" % (rid, uuid.uuid4().hex[:12])), data,
+                                    sync_dir=False)
+        stem, ext = os.path.splitext(name)
+        use_link = True
+        n = 0
+        try:
+            while True:
+                if n == 0:
+                    target = capture / name
+                elif n == 1:
+                    target = capture / ("%s__%s%s" % (stem, rid[:8], ext))
+                else:
+                    target = capture / ("%s__%s-%d%s" % (stem, rid[:8], n, ext))
+                n += 1
+                if use_link:
+                    try:
+                        os.link(str(staged), str(target))
+                        break
+                    except FileExistsError:
+                        continue
+                    except OSError as exc:
+                        log.info("no hard links in %s (%s); publishing uploads by rename", capture, exc)
+                        use_link = False
+                with self._publish_lock:
+                    if os.path.lexists(str(target)):
+                        continue
+                    os.rename(str(staged), str(target))
+                    break
+        finally:
+            try:
+                os.unlink(str(staged))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove the staging file %s: %s", staged, exc)
+        fsync_dir(capture)
+        return target
 
     # ------------------------------------------------------------------ health and status
     def _queued_now(self) -> int:

@@ -321,3 +321,44 @@ def test_content_that_failed_and_is_dropped_in_again_is_retried_not_quarantined_
     assert row["attempts"] == 1                                # a deliberate retry starts the count again
     assert [q["reason"] for q in d.results.quarantined()] == ["processing_error"]
     assert d.metrics.value("duplicates") == 0
+
+
+def test_a_second_upload_with_a_taken_name_gets_the_id_in_its_name(running):
+    d = running()
+    d.scheduler.pause("held by the test", kind="manual")
+    first = _png(d.paths.root / "1.png", seed=24).read_bytes()
+    second = _png(d.paths.root / "2.png", seed=25).read_bytes()
+    d.submit_upload("eye.png", first)
+    rid = d.submit_upload("eye.png", second)
+    assert (d.paths.capture / "eye.png").read_bytes() == first
+    assert (d.paths.capture / ("eye__%s.png" % rid[:8])).read_bytes() == second
+    assert sorted(os.listdir(str(d.paths.capture))) == ["eye.png", "eye__%s.png" % rid[:8]]   # no staging left
+
+
+def test_simultaneous_uploads_with_the_same_name_never_overwrite_each_other(running):
+    import threading
+
+    d = running()
+    d.scheduler.pause("held by the test", kind="manual")
+    rounds, per_round = 4, 3
+    payloads = [[_png(d.paths.root / ("%d-%d.png" % (r, i)), seed=100 + r * 10 + i).read_bytes()
+                 for i in range(per_round)] for r in range(rounds)]
+    errors = []
+
+    def upload(barrier, name, data):
+        try:
+            barrier.wait(5.0)
+            d.submit_upload(name, data)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    for r in range(rounds):
+        barrier = threading.Barrier(per_round)
+        threads = [threading.Thread(target=upload, args=(barrier, "same%d.png" % r, data)) for data in payloads[r]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10.0)
+    assert errors == []
+    stored = sorted(p.read_bytes() for p in d.paths.capture.iterdir())
+    assert stored == sorted(data for group in payloads for data in group)
