@@ -8,7 +8,8 @@
   input queue (a blocking put: the watcher waits, nothing is dropped);
 * startup: ``journal.recover()`` requeues interrupted items, except one the daemon already died on
   ``MAX_INTERRUPTED_ATTEMPTS`` times (failed and quarantined: a poison pill); finished ones are not redone
-  unless their result folder is incomplete;
+  unless their result folder is incomplete (checked by the recovery thread after READY=1, so startup time
+  does not grow with the number of results);
 * results: complete folders under results/<id>/; bad inputs go to quarantine/ with a reason file;
   inputs stay in capture/ or move to the archive (``ingest.after``);
 * systemd: READY=1 once device and model are up, STATUS= lines, WATCHDOG=1 only while ``is_progressing()``.
@@ -181,8 +182,8 @@ class Daemon(object):
         self._started_mono = time.monotonic()
         self._started_wall = time.time()
         recovered = self._recover()
-        self._recovery_thread = threading.Thread(target=self._feed, args=(recovered,), name="vs-recovery",
-                                                 daemon=True)
+        self._recovery_thread = threading.Thread(target=self._recover_in_background, args=(recovered,),
+                                                 name="vs-recovery", daemon=True)
         self._recovery_thread.start()
         self._start_watcher()
         log.info("vessel-seg %s running: model %s %s on %s (%s), data in %s", __version__, self.bundle.name,
@@ -253,7 +254,12 @@ class Daemon(object):
 
     # ------------------------------------------------------------------ ingest
     def _recover(self) -> List[Any]:
-        """Requeued journal rows to feed; completes bookkeeping for rows whose result already exists."""
+        """Requeued journal rows to feed; completes bookkeeping for rows whose result already exists.
+
+        Runs before READY=1, so it only touches queued/processing rows; the completeness check of finished
+        results (one stat per result, tens of thousands on an SD card) runs afterwards in the recovery
+        thread (:meth:`_recover_in_background`).
+        """
         rows = [_row_dict(r) for r in self.journal.recover()]
         todo = []
         for row in rows:
@@ -266,20 +272,52 @@ class Daemon(object):
                 self._give_up_interrupted(row)
                 continue
             todo.append(row)
-        for row in self._done_rows():
-            rid = row["id"]
-            if not self.results.is_complete(rid):
-                path = self._find_input(row)
-                if path is None:
-                    log.warning("result %s is incomplete and its input %s is gone; cannot redo", rid, row["source"])
-                    continue
-                log.warning("result %s is incomplete; redoing %s", rid, row["source"])
-                self.journal.requeue(rid, path=str(path))
-                row = dict(row, path=str(path))
-                todo.append(row)
         if todo:
-            log.info("recovery: %d item(s) to (re)process", len(todo))
+            log.info("recovery: %d interrupted or queued item(s) to (re)process", len(todo))
         return todo
+
+    def _recover_in_background(self, rows: List[Dict[str, Any]]) -> None:
+        """The recovery thread (after READY=1): feed the requeued rows, then redo finished items whose
+        result folder is incomplete."""
+        try:
+            if not self._feed(rows):
+                return
+            done = self._done_rows()
+        except Exception:
+            log.exception("recovery: cannot list the finished results; their completeness is not checked")
+            return
+        redone = 0
+        for row in done:
+            if self._stopped:
+                return
+            try:
+                redo = self._redo_if_incomplete(row)
+            except Exception:
+                log.exception("recovery: cannot check result %s (%s); skipped until the next start",
+                              row.get("id"), row.get("source"))
+                continue
+            if redo is None:
+                continue
+            redone += 1
+            if not self._feed([redo]):
+                return
+        log.info("recovery: %d finished result(s) checked, %d incomplete one(s) redone", len(done), redone)
+
+    def _redo_if_incomplete(self, row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The row to feed again when a 'done' item's result folder is incomplete, else None."""
+        rid = row["id"]
+        if self.results.is_complete(rid):
+            return None
+        path = self._find_input(row)
+        if path is None:
+            log.warning("result %s is incomplete and its input %s is gone; cannot redo", rid, row["source"])
+            return None
+        current = _row_dict(self.journal.get(rid))
+        if current.get("state") != "done":          # dropped in again and requeued meanwhile
+            return None
+        log.warning("result %s is incomplete; redoing %s", rid, row["source"])
+        self.journal.requeue(rid, path=str(path))
+        return dict(row, path=str(path))
 
     def _give_up_interrupted(self, row: Dict[str, Any]) -> None:
         """A poison pill: the daemon died ``attempts`` times while processing this item (a hang or crash
@@ -318,20 +356,33 @@ class Daemon(object):
                 return c
         return None
 
-    def _feed(self, rows: List[Dict[str, Any]]) -> None:
+    def _feed(self, rows: List[Dict[str, Any]]) -> bool:
+        """Submit journal rows to the scheduler; False once it refuses (stopping).
+
+        A row that cannot be handled (e.g. a JournalError marking it) is logged and skipped; it stays in
+        the journal for the next start and does not end the recovery.
+        """
         from pipeline.stages import WorkItem
 
         for row in rows:
-            path = self._find_input(row)
-            if path is None:
-                log.error("journal item %s (%s): input file is gone; marked failed", row["id"], row["source"])
-                self.journal.mark(row["id"], "failed", "input_missing: the file disappeared before processing")
-                self.metrics.inc("failed")
+            if self._stopped:
+                return False
+            try:
+                path = self._find_input(row)
+                if path is None:
+                    log.error("journal item %s (%s): input file is gone; marked failed", row["id"], row["source"])
+                    self.journal.mark(row["id"], "failed", "input_missing: the file disappeared before processing")
+                    self.metrics.inc("failed")
+                    continue
+                item = WorkItem(id=row["id"], sha256=row["sha256"], source=row["source"], path=path,
+                                size=int(row.get("size") or 0))
+            except Exception:
+                log.exception("recovery: journal item %s (%s) skipped; it stays in the journal for the next start",
+                              row.get("id"), row.get("source"))
                 continue
-            item = WorkItem(id=row["id"], sha256=row["sha256"], source=row["source"], path=path,
-                            size=int(row.get("size") or 0))
             if not self.scheduler.submit(item):
-                return
+                return False
+        return True
 
     def _on_ready(self, path: Path) -> None:
         """A stable file in capture/: hash, journal, dedupe, submit (may block: backpressure).

@@ -362,3 +362,71 @@ def test_simultaneous_uploads_with_the_same_name_never_overwrite_each_other(runn
     assert errors == []
     stored = sorted(p.read_bytes() for p in d.paths.capture.iterdir())
     assert stored == sorted(data for group in payloads for data in group)
+
+
+def test_finished_results_are_checked_for_completeness_after_startup_not_before(running, monkeypatch):
+    import threading
+
+    from pipeline.journal import Journal
+
+    d = running()
+    d.stop(10.0)
+    j = Journal(d.paths.state / "journal.sqlite3")
+    broken = _png(d.paths.capture / "broken.png", seed=26)
+    rid = _journal_row(j, broken, starts=1, state="done")          # 'done' but its result folder is gone
+    j.close()
+    release = threading.Event()
+    checked_in = []
+    real_done_rows = Daemon._done_rows
+
+    def gated_done_rows(self):
+        checked_in.append(threading.current_thread().name)
+        release.wait(10.0)
+        return real_done_rows(self)
+
+    monkeypatch.setattr(Daemon, "_done_rows", gated_done_rows)
+    d2 = running()                                        # start() returned: READY=1 would be sent now
+    assert threading.current_thread().name not in checked_in
+    assert not d2.results.is_complete(rid)
+    release.set()
+    _wait(lambda: d2.results.is_complete(rid), what="the incomplete result redone in the background")
+    assert checked_in == ["vs-recovery"]
+
+
+def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running):
+    from pipeline.journal import Journal, JournalError
+
+    d = running()
+    d.stop(10.0)
+    j = Journal(d.paths.state / "journal.sqlite3")
+    gone = _png(d.paths.capture / "gone.png", seed=27)
+    rid_gone = _journal_row(j, gone, starts=1)
+    gone.unlink()                                          # input missing: recovery marks it failed
+    kept = _png(d.paths.capture / "kept.png", seed=28)
+    rid_kept = _journal_row(j, kept, starts=1)
+    j.close()
+    d2 = Daemon(d.config, systemd=False)
+    real_recover = d2._recover
+
+    def recover_with_a_failing_mark():
+        rows = real_recover()
+        real_mark = d2.journal.mark
+
+        def mark(cid, state, *args, **kwargs):
+            if cid == rid_gone:
+                raise JournalError("database is locked")
+            return real_mark(cid, state, *args, **kwargs)
+
+        d2.journal.mark = mark
+        return rows
+
+    d2._recover = recover_with_a_failing_mark
+    d2.start()
+    try:
+        _wait(lambda: d2.results.is_complete(rid_kept), what="the row after the failing one")
+        assert d2._recovery_thread is not None
+        d2._recovery_thread.join(5.0)
+        assert not d2._recovery_thread.is_alive()
+        assert d2.journal.get(rid_gone)["state"] == "queued"   # left for the next start
+    finally:
+        d2.stop(10.0)
