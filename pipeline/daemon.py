@@ -611,6 +611,21 @@ class Daemon(object):
             return 0.0
         return max(0.0, time.monotonic() - float(busy))
 
+    def dead_pipeline_threads(self) -> List[str]:
+        """Names of scheduler threads (pre workers, device thread, post workers) that have died although
+        the pipeline is running or paused (they only end while draining or stopped)."""
+        sched = self.scheduler
+        if sched is None:
+            return []
+        try:
+            if sched.state.value not in ("running", "paused"):
+                return []
+            threads = list(getattr(sched, "_threads", None) or [])   # read-only look at the scheduler
+        except Exception:
+            log.debug("cannot inspect the scheduler threads", exc_info=True)
+            return []
+        return [t.name for t in threads if not t.is_alive()]
+
     def is_progressing(self) -> bool:
         """For the systemd watchdog: False when an execute hangs, the device failed or the pipeline died."""
         if self.scheduler is None or self.device is None:
@@ -618,6 +633,8 @@ class Daemon(object):
         if self.hang_seconds() > self.config["device"]["hang_timeout_s"]:
             return False
         if self.device_state() == "failed":
+            return False
+        if self.dead_pipeline_threads():
             return False
         state = self.scheduler.state.value
         if state == "stopped" and not self._stopped:
@@ -638,6 +655,9 @@ class Daemon(object):
         pstate = self.scheduler.state.value
         if pstate == "stopped":
             return {"health": "failed", "health_reason": "pipeline stopped"}
+        dead = self.dead_pipeline_threads()
+        if dead:
+            return {"health": "failed", "health_reason": "pipeline thread(s) died: %s" % ", ".join(dead)}
         if pstate == "paused":
             return {"health": "degraded", "health_reason": self.scheduler.paused_reason or "paused"}
         if pstate in ("draining", "starting"):

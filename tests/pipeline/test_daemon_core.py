@@ -430,3 +430,19 @@ def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running)
         assert d2.journal.get(rid_gone)["state"] == "queued"   # left for the next start
     finally:
         d2.stop(10.0)
+
+
+def test_a_dead_pipeline_thread_stops_the_watchdog_pings_and_shows_in_health(running):
+    d = running()
+    assert d.is_progressing() and d.dead_pipeline_threads() == []
+
+    def crash():
+        raise RuntimeError("a bug in the device loop")
+
+    d.scheduler.dev_q.get_nowait = crash          # the device thread dies on its next refill
+    _png(d.paths.capture / "c.png", seed=29)
+    _wait(lambda: "vs-device" in d.dead_pipeline_threads(), what="the device thread to die")
+    assert not d.is_progressing()
+    s = d.status()
+    assert s["health"] == "failed" and "vs-device" in s["health_reason"]
+    assert "vs-device" in d.status_line()
