@@ -292,9 +292,9 @@ def test_a_capture_whose_ingest_failed_is_offered_again_and_processed(running):
 
     d.journal.add = add_fails_once
     img = _png(d.paths.capture / "retry.png", seed=22)
-    _wait(lambda: d.results.is_complete(_id(img)), what="the capture processed after the failed ingest")
+    _wait(lambda: d.results.is_complete(_id(img)) and d.journal.get(_id(img))["state"] == "done",
+          what="the capture processed after the failed ingest")
     assert failures == ["retry.png"]
-    assert d.journal.get(_id(img))["state"] == "done"
 
 
 def test_content_that_failed_and_is_dropped_in_again_is_retried_not_quarantined_as_a_duplicate(running):
@@ -315,7 +315,7 @@ def test_content_that_failed_and_is_dropped_in_again_is_retried_not_quarantined_
     assert d.journal.get(rid)["attempts"] == 1
     broken["on"] = False                                       # the cause is fixed
     (d.paths.capture / "eye again.png").write_bytes(data)      # and the file dropped in again
-    _wait(lambda: d.results.is_complete(rid), what="the retried result")
+    _wait(lambda: d.results.is_complete(rid) and d.journal.get(rid)["state"] == "done", what="the retried result")
     row = d.journal.get(rid)
     assert row["state"] == "done" and row["reason"] is None and row["source"] == "eye again.png"
     assert row["attempts"] == 1                                # a deliberate retry starts the count again
