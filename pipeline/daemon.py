@@ -335,8 +335,16 @@ class Daemon(object):
                             result_id=rid, extra={"attempts": int(row.get("attempts") or 0)})
         except OSError as exc:
             log.error("cannot quarantine %s: %s", row["source"], exc)
+        self._drop_partial_result(rid)
         self.journal.mark(rid, "failed", reason)
         self.metrics.inc("failed")
+
+    def _drop_partial_result(self, rid: str) -> None:
+        """Remove the incomplete results/<id>/ an interrupted attempt left (a failed item has no result)."""
+        folder = self.paths.results / rid
+        if folder.is_dir() and not self.results.is_complete(rid):
+            shutil.rmtree(str(folder), ignore_errors=True)
+            log.info("removed the partial result folder of %s", rid)
 
     def _done_rows(self) -> List[Dict[str, Any]]:
         out: List[Dict[str, Any]] = []

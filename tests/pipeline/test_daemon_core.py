@@ -261,6 +261,8 @@ def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_re
     j = Journal(d.paths.state / "journal.sqlite3")
     poison = _png(d.paths.capture / "poison.png", seed=20)
     rid_p = _journal_row(j, poison, starts=3)                  # processing, third attempt interrupted
+    (d.paths.results / rid_p).mkdir(parents=True)             # what the last attempt had written
+    (d.paths.results / rid_p / "probability.bin").write_bytes(b"\0" * 4096)
     survivor = _png(d.paths.capture / "survivor.png", seed=21)
     rid_s = _journal_row(j, survivor, starts=2)                # interrupted twice: one more chance
     j.close()
@@ -275,6 +277,7 @@ def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_re
     _wait(lambda: d2.results.is_complete(rid_s), what="the other interrupted item is processed")
     time.sleep(0.3)
     assert not d2.results.is_complete(rid_p) and d2.journal.get(rid_p)["state"] == "failed"
+    assert not (d2.paths.results / rid_p).exists()            # a failed item leaves no partial result folder
 
 
 def test_a_capture_whose_ingest_failed_is_offered_again_and_processed(running):
