@@ -153,7 +153,8 @@ class CaptureWatcher(object):
         self._gone = OrderedDict()  # type: OrderedDict[Tuple[str, Identity], None]
         self._noted = {}  # type: Dict[str, str]
         self._rejected = {}  # type: Dict[str, str]
-        self._forgotten = set()  # type: Set[str]   # names to offer again at the next full scan (under _lock)
+        # names passed to forget(): offered again from the next full scan on (shared, under _lock)
+        self._forgotten = set()  # type: Set[str]
         self._missing_logged = False
         self._last_scan = -1e9
         self._last_full_scan = -1e9
