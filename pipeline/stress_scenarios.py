@@ -163,9 +163,24 @@ def scenario_load(root: Path, profile: Profile, seed: int) -> ScenarioReport:
 
 
 # ------------------------------------------------------------------------------------------------ 2. crashes
+#: Results between two kills: more than the pipeline holds in flight, so consecutive crashes hit different
+#: items. Tighter crash loops are the poison-pill guard's business (daemon.MAX_INTERRUPTED_ATTEMPTS).
+KILL_GAP = 12
+
+
+def kill_marks(rng: random.Random, total: int, k: int, gap: int) -> List[int]:
+    """``k`` random result counts in (0, total) at least ``gap`` apart (fewer when they do not fit)."""
+    room = total - 1 - gap * (k - 1)
+    if room < 1:
+        k = max(1, (total - 1) // max(1, gap))
+        room = max(1, total - 1 - gap * (k - 1))
+    picks = sorted(rng.sample(range(1, room + 1), min(k, room)))
+    return [p + i * gap for i, p in enumerate(picks)]
+
+
 def scenario_crash(root: Path, profile: Profile, seed: int) -> ScenarioReport:
-    """kill -9 at K random moments of a load run, restarting each time: exactly one complete result per image,
-    a consistent journal, no truncated outputs and no temp files left."""
+    """kill -9 at K random moments of a load run (at least KILL_GAP results apart), restarting each time: exactly
+    one complete result per image, a consistent journal, no truncated outputs and no temp files left."""
     n, k = profile.crash_images, profile.crashes
     report = ScenarioReport("crash", "%d images, kill -9 at %d random moments, restart each time" % (n, k))
     t0 = time.monotonic()
@@ -177,17 +192,19 @@ def scenario_crash(root: Path, profile: Profile, seed: int) -> ScenarioReport:
     moments: List[str] = []
     try:
         scene.daemon.start()
-        writers = Writers(scene.capture, scene.staging, drops).start()
-        marks = sorted(rng.sample(range(1, max(2, len(expected))), min(k, max(1, len(expected) - 1))))
-        while len(marks) < k:
-            marks.append(marks[-1] if marks else 1)
+        # ~10 files/s: slower than the daemon, so the crashes land while images keep arriving and in flight
+        writers = Writers(scene.capture, scene.staging, drops, interval_s=0.25).start()
+        marks = kill_marks(rng, len(expected), k, KILL_GAP)
+        last = 0
         for mark in marks:
-            if not scene.wait(lambda: len(scene.done_ids()) >= mark or (writers.done() and set(expected)
+            need = max(mark, last + KILL_GAP)
+            if not scene.wait(lambda: len(scene.done_ids()) >= need or (writers.done() and set(expected)
                                                                        <= scene.done_ids()),
-                              (60 + n * 0.5) * profile.timeout_scale, "%d results before a crash" % mark):
+                              (60 + n * 0.5) * profile.timeout_scale, "%d results before a crash" % need):
                 break
             time.sleep(rng.uniform(0.0, 0.4))
-            moments.append("%d/%d results" % (len(scene.done_ids()), len(expected)))
+            last = len(scene.done_ids())
+            moments.append("%d/%d" % (last, len(expected)))
             scene.daemon.crash_and_restart()
         scene.wait(lambda: writers.done() and set(expected) <= scene.done_ids(),
                    (60 + n * 0.5) * profile.timeout_scale, "every unique image to have a result after the crashes")
@@ -197,7 +214,11 @@ def scenario_crash(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         report.count("crashes", scene.daemon.kills)
         report.check(scene.daemon.kills == k, "only %d of %d crashes happened" % (scene.daemon.kills, k))
         report.check(not scene.daemon.unexpected_exits, "unexpected exits: %s" % scene.daemon.unexpected_exits)
-        report.facts["kill -9 at"] = ", ".join(moments)
+        report.facts["kill -9 at (results so far)"] = ", ".join(moments)
+        interrupted = [q.get("source") for q in snapshot(scene.data).quarantined.values()
+                       if q.get("reason") == "interrupted"]
+        report.check(not interrupted, "quarantined as interrupted (poison-pill guard) after the crashes: %s"
+                     % interrupted[:10])
         report.facts["written"] = "%d files (%d unique contents)" % (len(drops), len(expected))
         _result_checks(report, scene.data, expected)
         _journal_checks(report, scene.data, expected, attempts_once=False)

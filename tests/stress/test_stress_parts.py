@@ -139,6 +139,18 @@ def test_the_bomb_png_declares_50000_by_50000_in_a_few_bytes():
         Image.MAX_IMAGE_PIXELS = saved
 
 
+def test_kill_moments_are_random_result_counts_at_least_the_gap_apart():
+    import random
+
+    from pipeline.stress_scenarios import kill_marks
+
+    for seed in range(20):
+        marks = kill_marks(random.Random(seed), 400, 25, 12)
+        assert len(marks) == 25 and 0 < marks[0] and marks[-1] < 400
+        assert all(b - a >= 12 for a, b in zip(marks, marks[1:]))
+    assert kill_marks(random.Random(1), 48, 3, 12) != kill_marks(random.Random(2), 48, 3, 12)
+
+
 # ------------------------------------------------------------------------------------------------ ENOSPC hook
 def test_enospc_hook_fails_atomic_writes_while_the_flag_exists_and_leaves_nothing(tmp_path, monkeypatch):
     flag = tmp_path / "full.flag"
