@@ -152,6 +152,7 @@ class Daemon(object):
             self.paths.create(archive=cfg["ingest"]["after"] == "archive")
         except OSError as exc:
             raise DaemonError("cannot create the data directories under %s: %s" % (self.paths.root, exc))
+        self._lock_data_dir()
         self.journal = Journal(self.paths.state / "journal.sqlite3")
         self.results.journal = self.journal
         self._status_to_systemd("starting: loading the model")
@@ -249,8 +250,37 @@ class Daemon(object):
                 self.journal.close()
             except Exception:
                 log.exception("closing the journal failed")
+        self._unlock_data_dir()
         log.info("vessel-seg stopped (%s)", "clean" if finished else "timeout, unfinished work journaled")
         return finished
+
+    def _lock_data_dir(self) -> None:
+        """One daemon per data directory: an exclusive lock on state/daemon.lock (released by the OS on exit).
+
+        Two daemons on one capture folder would both process every file.
+        """
+        import fcntl
+
+        path = self.paths.state / "daemon.lock"
+        fh = open(str(path), "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise DaemonError("another vessel-seg daemon (pid %s) is already using %s" % (holder, self.paths.root))
+        fh.seek(0)
+        fh.truncate()
+        fh.write("%d\n" % os.getpid())
+        fh.flush()
+        self._lock_fh = fh
+
+    def _unlock_data_dir(self) -> None:
+        fh = getattr(self, "_lock_fh", None)
+        if fh is not None:
+            self._lock_fh = None
+            fh.close()
 
     # ------------------------------------------------------------------ ingest
     def _recover(self) -> List[Any]:

@@ -18,7 +18,7 @@ from pipefakes import fundus_like, tiny_bundle, write_image
 import camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
 import pipeline.journal  # noqa: E402,F401
 
-from pipeline.daemon import Daemon, sanitize_filename  # noqa: E402
+from pipeline.daemon import Daemon, DaemonError, sanitize_filename  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -449,3 +449,14 @@ def test_a_dead_pipeline_thread_stops_the_watchdog_pings_and_shows_in_health(run
     s = d.status()
     assert s["health"] == "failed" and "vs-device" in s["health_reason"]
     assert "vs-device" in d.status_line()
+
+
+def test_a_second_daemon_on_the_same_data_directory_is_refused_until_the_first_stops(running, cfg):
+    first = running(cfg)
+    second = Daemon(cfg, systemd=False)
+    with pytest.raises(DaemonError, match="already using"):
+        second.start()
+    second.stop(1.0)
+    first.stop(10.0)
+    third = running(cfg)                    # the lock went with the first daemon
+    assert third.status()["pipeline_state"] == "running"
