@@ -42,12 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_bundle_dir() -> Path:
-    """The shipped bundle: $VESSEL_SEG_MODELS/vessel-unet or <repo>/models/vessel-unet."""
-    import os
+    """The bundle the daemon would load with the default configuration (``model.bundle`` / $VESSEL_SEG_MODELS)."""
+    from pipeline.config import default_config, resolve_bundle_dir
 
-    root = os.environ.get("VESSEL_SEG_MODELS")
-    base = Path(root) if root else Path(__file__).resolve().parent.parent / "models"
-    return base / "vessel-unet"
+    return resolve_bundle_dir(default_config())
 
 
 def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: str = "fp16",
