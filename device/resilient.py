@@ -139,6 +139,16 @@ class ResilientDevice:
                 self.last_progress = time.monotonic()
                 self.stats["executes"] += 1
 
+    def _run_tracked(self, op: Callable[[DeviceSession], T], token: int) -> T:
+        """Run ``op`` under the failure policy while ``token`` counts as in flight; a success is progress."""
+        ok = False
+        try:
+            out = self._run(op)
+            ok = True
+            return out
+        finally:
+            self._idle(token, ok)
+
     # -- inference -------------------------------------------------------------------------------
     def infer(self, slot: int, array: np.ndarray) -> np.ndarray:
         """write_input + execute + read_output on ``slot`` with the failure policy; returns float32 output."""
@@ -147,14 +157,7 @@ class ResilientDevice:
             s.execute(slot)
             return s.read_output(slot)
 
-        token = self._busy()
-        ok = False
-        try:
-            out = self._run(op)
-            ok = True
-            return out
-        finally:
-            self._idle(token, ok)
+        return self._run_tracked(op, self._busy())
 
     def submit(self, slot: int, array: np.ndarray) -> None:
         """Write ``array`` into ``slot`` and enqueue an async execute; pair with :meth:`collect`."""
@@ -202,13 +205,7 @@ class ResilientDevice:
             s.execute(slot)
             return s.read_output(slot)
 
-        ok = False
-        try:
-            out = self._run(op)
-            ok = True
-            return out
-        finally:
-            self._idle(token, ok)
+        return self._run_tracked(op, token)
 
     # -- failure policy --------------------------------------------------------------------------
     def _run(self, op: Callable[[DeviceSession], T]) -> T:
