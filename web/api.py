@@ -11,7 +11,7 @@ from web.errors import json_error
 from web.metrics import CONTENT_TYPE, render_prometheus
 from web.pagination import parse_page
 from web.pending import lookup_result
-from web.presenters import (StatusUnavailable, health_problem, json_safe, list_item, read_status,
+from web.presenters import (StatusUnavailable, health_problem, json_safe, page_of_results, read_status,
                             result_detail)
 from web.result_files import is_valid_result_id
 from web.upload_flow import accept_upload
@@ -47,9 +47,7 @@ def results() -> Response:
     except ValueError as exc:
         return json_error(400, str(exc))
     store = get_daemon().results
-    records = store.list(page.offset, page.limit + 1)
-    has_more = len(records) > page.limit
-    items = [list_item(store, r) for r in records[: page.limit]]
+    items, has_more = page_of_results(store, page.offset, page.limit)
     return jsonify({"items": items, "offset": page.offset, "limit": page.limit, "page": page.page,
                     "per_page": page.limit, "has_more": has_more, "counts": _counts(store)})
 

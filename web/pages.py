@@ -10,7 +10,7 @@ from web.context import app_config, get_daemon, web_state
 from web.errors import error_response
 from web.pagination import parse_page
 from web.pending import lookup_result
-from web.presenters import StatusUnavailable, json_safe, list_item, read_status, result_detail
+from web.presenters import StatusUnavailable, json_safe, list_item, page_of_results, read_status, result_detail
 from web.result_files import ALLOWED_FILES, is_allowed_file, is_valid_result_id
 from web.upload_flow import accept_upload
 from web.uploads import SUPPORTED_DESCRIPTION, UploadRejected, human_size
@@ -44,11 +44,9 @@ def results_list() -> Any:
         page = parse_page(request.args)
     except ValueError as exc:
         return error_response(400, str(exc))
-    store = get_daemon().results
-    records = store.list(page.offset, page.limit + 1)
-    items = [list_item(store, r) for r in records[: page.limit]]
+    items, has_more = page_of_results(get_daemon().results, page.offset, page.limit)
     return render_template("results.html", items=items, page=page.page, per_page=page.limit,
-                           has_more=len(records) > page.limit, status=_status_or_none(), active="results")
+                           has_more=has_more, status=_status_or_none(), active="results")
 
 
 @bp.route("/results/<result_id>")

@@ -9,7 +9,7 @@ import datetime
 import logging
 import math
 from pathlib import PurePath
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from flask import url_for
 
@@ -118,14 +118,20 @@ def file_url(result_id: str, name: str, download: bool = False) -> str:
     return url_for("pages.result_file", result_id=result_id, name=name)
 
 
+def _record_view(record: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
+    """What every view of a record starts with: JSON-safe fields, state, source, created and the page URL."""
+    view = json_safe(record)
+    rid = str(view.get("id") or "")
+    view["state"] = _state_of(record)
+    for key in ("source", "created"):
+        view.setdefault(key, None)
+    view["url"] = url_for("pages.result_page", result_id=rid)
+    return view, rid
+
+
 def list_item(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
     """One entry of /api/results: the store's summary plus state and URLs."""
-    item = json_safe(record)
-    rid = str(item.get("id") or "")
-    item["state"] = _state_of(record)
-    for key in ("source", "created"):
-        item.setdefault(key, None)
-    item["url"] = url_for("pages.result_page", result_id=rid)
+    item, rid = _record_view(record)
     item["api_url"] = url_for("api.result", result_id=rid)
     has_thumb = item["state"] == "done" and store.file_path(rid, "thumb.jpg") is not None
     item["thumb_url"] = file_url(rid, "thumb.jpg") if has_thumb else None
@@ -134,12 +140,7 @@ def list_item(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
 
 def result_detail(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
     """Everything the result page and /api/results/<id> show: metadata, timings and available files."""
-    detail = json_safe(record)
-    rid = str(detail.get("id") or "")
-    detail["state"] = _state_of(record)
-    for key in ("source", "created"):
-        detail.setdefault(key, None)
-    detail["url"] = url_for("pages.result_page", result_id=rid)
+    detail, rid = _record_view(record)
     files = []
     if detail["state"] == "done":
         for name in DOWNLOAD_ORDER:
@@ -151,3 +152,9 @@ def result_detail(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
     detail["downloads"] = files
     detail["stages"] = ordered_stages(detail.get("timings_ms"))
     return detail
+
+
+def page_of_results(store: Any, offset: int, limit: int) -> Tuple[List[Dict[str, Any]], bool]:
+    """Newest-first list items for one page, and whether another page follows (one extra record is read)."""
+    records = store.list(offset, limit + 1)
+    return [list_item(store, r) for r in records[:limit]], len(records) > limit
