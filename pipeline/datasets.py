@@ -30,13 +30,18 @@ class Sample:
     def load(self):
         """-> (rgb uint8 HxWx3, label bool HxW, fov bool HxW or None)."""
         rgb = np.array(Image.open(self.image).convert("RGB"))
+        label, fov = self.load_masks(rgb.shape[:2])
+        return rgb, label, fov
+
+    def load_masks(self, image_shape):
+        """-> (label bool HxW, fov bool HxW or None), checked against the image's (H, W)."""
         label = np.array(Image.open(self.label).convert("L")) > 127
         fov = np.array(Image.open(self.fov).convert("L")) > 127 if self.fov else None
-        if label.shape != rgb.shape[:2]:
-            raise ValueError("%s: label size %s differs from image size %s" % (self.name, label.shape, rgb.shape[:2]))
-        if fov is not None and fov.shape != rgb.shape[:2]:
-            raise ValueError("%s: FOV mask size %s differs from image size %s" % (self.name, fov.shape, rgb.shape[:2]))
-        return rgb, label, fov
+        if label.shape != tuple(image_shape):
+            raise ValueError("%s: label size %s differs from image size %s" % (self.name, label.shape, image_shape))
+        if fov is not None and fov.shape != tuple(image_shape):
+            raise ValueError("%s: FOV mask size %s differs from image size %s" % (self.name, fov.shape, image_shape))
+        return label, fov
 
 
 def _number(p: Path) -> str:

@@ -77,7 +77,7 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
             sess.execute(0)
             prob512 = sess.read_output(0).reshape(job.pre.geometry.size, job.pre.geometry.size)
             prob = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
-            _, label, fov_mask = smp.load()
+            label, fov_mask = smp.load_masks(prob.shape)     # the image itself was decoded by the pipeline
             if fov_mask is None:
                 fov_mask = job.pre.fov_original
             s, y = prob[fov_mask], label[fov_mask]
