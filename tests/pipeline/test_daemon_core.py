@@ -164,6 +164,29 @@ def test_upload_with_a_wrong_extension_gets_the_extension_of_its_content(running
     assert (d.paths.capture / "photo.png").exists()
 
 
+def test_uploads_on_a_file_system_without_hard_links_are_published_by_rename_and_never_overwrite(
+        running, monkeypatch):
+    import errno
+
+    import pipeline.daemon as daemon_module
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    d = running()
+    d.scheduler.pause("test")                               # keep both files in capture/ while we look
+    monkeypatch.setattr(daemon_module.os, "link", no_links)
+    first = _png(d.paths.root / "one.png", seed=11).read_bytes()
+    second = _png(d.paths.root / "two.png", seed=12).read_bytes()
+    rid1 = d.submit_upload("same.png", first)
+    rid2 = d.submit_upload("same.png", second)
+    published = {p.name: p.read_bytes() for p in d.paths.capture.iterdir() if not p.name.startswith(".")}
+    assert published == {"same.png": first, "same__%s.png" % rid2[:8]: second}
+    assert not [p for p in d.paths.capture.iterdir() if p.name.endswith(".staged")]
+    d.scheduler.resume()
+    _wait(lambda: d.results.is_complete(rid1) and d.results.is_complete(rid2), what="both uploads processed")
+
+
 def test_sanitize_filename():
     assert sanitize_filename("../a b/c d.png") == "c_d.png"
     assert sanitize_filename("..hidden.png") == "hidden.png"
