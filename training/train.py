@@ -67,6 +67,10 @@ def bce_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + dice
 
 
+LOSSES = {"bce+dice": bce_dice, "bce": lambda logits, target: F.binary_cross_entropy_with_logits(logits, target),
+          "balanced-bce": balanced_bce}
+
+
 def predict512(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -130,6 +134,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--val-count", type=int, default=4, help="training images held out for validation")
     ap.add_argument("--val-every-s", type=float, default=150.0)
     ap.add_argument("--aug-prob", type=float, default=0.35, help="chance a sample is a fresh camera-like variant")
+    ap.add_argument("--loss", default=None, choices=sorted(LOSSES),
+                    help="training loss (default: bce+dice for ours, balanced-bce for reference)")
+    ap.add_argument("--init", help="start from this checkpoint's weights (architecture included) with a fresh "
+                                   "optimiser and schedule: a fine-tuning run")
+    ap.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -151,8 +160,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
         saved = state["args"]
         for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "recipe", "patch", "batch",
-                  "lr", "val_count", "seed"):
-            setattr(args, k, saved[k])
+                  "lr", "val_count", "seed", "loss", "init", "warmup"):
+            if k in saved:
+                setattr(args, k, saved[k])
         log.info("resuming %s at step %d (%.1f min done)", run, state["step"], state["elapsed"] / 60)
     if not args.data:
         log.error("--data is required")
@@ -174,11 +184,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     train = [Prepared(s, params) for s in train_samples]
     val = [Prepared(s, params) for s in val_samples]
 
+    init: Optional[Dict] = None
+    if args.init and state is None:
+        init = torch.load(str(args.init), map_location="cpu", weights_only=False)
+        args.arch = init["arch"]
+        if "channels" in init.get("arch_kwargs", {}):
+            args.channels = ",".join(str(c) for c in init["arch_kwargs"]["channels"])
     kwargs = {"channels": tuple(int(c) for c in args.channels.split(","))} if args.arch == "unet" else {}
     model = build_model(args.arch, **kwargs).to(device)
+    if init is not None:
+        model.load_state_dict(init["model"])
+        log.info("initialised from %s (step %d of its run)", args.init, init["step"])
     lr = args.lr or (3e-3 if args.recipe == "ours" else 1e-3)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = bce_dice if args.recipe == "ours" else balanced_bce
+    args.loss = args.loss or ("bce+dice" if args.recipe == "ours" else "balanced-bce")
+    loss_fn = LOSSES[args.loss]
     step, elapsed, best_auc = 0, 0.0, -1.0
     history: List[Dict] = []
     if state is not None:
@@ -201,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     budget = args.budget_min * 60.0
     t_start = time.time() - elapsed
     last_val = last_save = time.time()
-    warmup = 100
+    warmup = max(1, args.warmup)
     running = 0.0
     while True:
         elapsed = time.time() - t_start
@@ -264,7 +284,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         save_ckpt(run / "best.pt", snapshot())
     best = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
     model.load_state_dict(best["model"])
-    summary: Dict = {"arch": args.arch, "recipe": args.recipe, "steps": step, "minutes": round(elapsed / 60, 1),
+    summary: Dict = {"arch": args.arch, "recipe": args.recipe, "loss": args.loss, "init": args.init, "steps": step, "minutes": round(elapsed / 60, 1),
                      "best_step": best["step"], "train_images": [s.name for s in train_samples],
                      "val_images": [s.name for s in val_samples], "history": history,
                      "parameters": count_parameters_deployed(model.cpu()), "macs_512": count_macs(model.cpu())}

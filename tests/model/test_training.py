@@ -70,3 +70,15 @@ def test_the_reference_architecture_has_the_published_size():
     ref = build_model("reference")
     assert 27000 < count_parameters_deployed(ref) < 29000
     assert 7.2e9 < count_macs(ref) < 7.6e9
+
+
+def test_a_fine_tuning_run_starts_from_another_runs_weights_with_its_own_loss_and_schedule(dataset, tmp_path):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert _train(dataset, base, "--max-steps", "3", "--channels", "4,8,8") == 0
+    assert _train(dataset, tuned, "--init", str(base / "best.pt"), "--loss", "bce", "--max-steps", "2") == 0
+    start = torch.load(str(base / "best.pt"), map_location="cpu", weights_only=False)
+    ckpt = torch.load(str(tuned / "last.pt"), map_location="cpu", weights_only=False)
+    assert ckpt["step"] == 2 and ckpt["arch_kwargs"] == {"channels": (4, 8, 8)}   # architecture from --init
+    assert set(ckpt["model"]) == set(start["model"])
+    summary = json.loads((tuned / "summary.json").read_text())
+    assert summary["loss"] == "bce" and summary["init"] == str(base / "best.pt")
