@@ -11,6 +11,7 @@ model, optimiser, step, elapsed time and random state. A held-out part of the tr
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -108,6 +109,28 @@ def final_validation(model: torch.nn.Module, items: List[Prepared], params: Prep
     return out
 
 
+class WeightAverage:
+    """An exponential moving average of the weights and batch-norm statistics (Polyak averaging): the
+    averaged network is what is validated, checkpointed as ``model`` and exported; it is steadier than the
+    last step's weights when batches are small and noisy."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        current = model.state_dict()
+        for name, avg in self.model.state_dict().items():
+            cur = current[name]
+            if avg.dtype.is_floating_point:
+                avg.mul_(self.decay).add_(cur.detach(), alpha=1.0 - self.decay)
+            else:
+                avg.copy_(cur)
+
+
 def save_ckpt(path: Path, state: Dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, str(tmp))
@@ -139,6 +162,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--init", help="start from this checkpoint's weights (architecture included) with a fresh "
                                    "optimiser and schedule: a fine-tuning run")
     ap.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="validate, checkpoint and export a moving average of the weights with this decay "
+                         "(e.g. 0.999; 0 = the last step's weights)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -160,7 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
         saved = state["args"]
         for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "recipe", "patch", "batch",
-                  "lr", "val_count", "seed", "loss", "init", "warmup"):
+                  "lr", "val_count", "seed", "loss", "init", "warmup", "ema"):
             if k in saved:
                 setattr(args, k, saved[k])
         log.info("resuming %s at step %d (%.1f min done)", run, state["step"], state["elapsed"] / 60)
@@ -202,7 +228,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     step, elapsed, best_auc = 0, 0.0, -1.0
     history: List[Dict] = []
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("train_model", state["model"]))
         opt.load_state_dict(state["opt"])
         step, elapsed, best_auc, history = state["step"], state["elapsed"], state["best_auc"], state["history"]
         rng = np.random.default_rng()
@@ -211,9 +237,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     log.info("model %s: %d deployed parameters, %.2f GMAC at 512x512", args.arch,
              count_parameters_deployed(model.cpu()), count_macs(model.cpu()) / 1e9)
     model.to(device).train()
+    average: Optional[WeightAverage] = None
+    if args.ema:
+        average = WeightAverage(model, args.ema)
+        if state is not None:
+            average.model.load_state_dict(state["model"])
+
+    def deployed() -> torch.nn.Module:
+        return average.model if average is not None else model
 
     def snapshot() -> Dict:
-        return {"args": vars(args), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+        extra = {"train_model": model.state_dict()} if average is not None else {}
+        return {"args": vars(args), "model": deployed().state_dict(), **extra, "opt": opt.state_dict(), "step": step,
                 "elapsed": elapsed, "best_auc": best_auc, "history": history, "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "preprocess": params.to_dict(), "arch": args.arch,
                 "arch_kwargs": kwargs}
@@ -251,6 +286,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if average is not None:
+            average.update(model)
         step += 1
         lv = float(loss.detach())
         running = 0.98 * running + 0.02 * lv if step > 1 else lv
@@ -260,7 +297,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                      running, opt.param_groups[0]["lr"])
         if val and now - last_val >= args.val_every_s:
             last_val = now
-            v = validate(model, val, device)
+            v = validate(deployed(), val, device)
             history.append({"step": step, "elapsed_min": round((now - t_start) / 60, 2), **v})
             log.info("validation at step %d: AUC %.4f  Dice@0.5 %.4f", step, v["auc"], v["dice@0.5"])
             if v["auc"] > best_auc:
@@ -273,7 +310,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             save_ckpt(ckpt_last, snapshot())
     elapsed = time.time() - t_start
     if val:
-        v = validate(model, val, device)
+        v = validate(deployed(), val, device)
         history.append({"step": step, "elapsed_min": round(elapsed / 60, 2), **v})
         log.info("final validation at step %d: AUC %.4f", step, v["auc"])
         if v["auc"] > best_auc:
@@ -284,7 +321,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         save_ckpt(run / "best.pt", snapshot())
     best = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
     model.load_state_dict(best["model"])
-    summary: Dict = {"arch": args.arch, "recipe": args.recipe, "loss": args.loss, "init": args.init, "steps": step, "minutes": round(elapsed / 60, 1),
+    summary: Dict = {"arch": args.arch, "recipe": args.recipe, "loss": args.loss, "init": args.init, "ema": args.ema,
+                     "steps": step, "minutes": round(elapsed / 60, 1),
                      "best_step": best["step"], "train_images": [s.name for s in train_samples],
                      "val_images": [s.name for s in val_samples], "history": history,
                      "parameters": count_parameters_deployed(model.cpu()), "macs_512": count_macs(model.cpu())}

@@ -82,3 +82,15 @@ def test_a_fine_tuning_run_starts_from_another_runs_weights_with_its_own_loss_an
     assert set(ckpt["model"]) == set(start["model"])
     summary = json.loads((tuned / "summary.json").read_text())
     assert summary["loss"] == "bce" and summary["init"] == str(base / "best.pt")
+
+
+def test_with_ema_the_checkpoint_holds_the_averaged_weights_and_resumes_the_raw_ones(dataset, tmp_path):
+    run = tmp_path / "ema"
+    assert _train(dataset, run, "--max-steps", "3", "--ema", "0.5") == 0
+    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    raw, avg = ckpt["train_model"], ckpt["model"]
+    assert set(raw) == set(avg)
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw if raw[k].dtype.is_floating_point)
+    assert _train(dataset, run, "--resume", "--max-steps", "4") == 0
+    resumed = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert resumed["step"] == 4 and resumed["args"]["ema"] == 0.5
