@@ -45,6 +45,41 @@ def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: in
     return diff
 
 
+def command_line(targs: Dict[str, Any]) -> str:
+    """The training command a checkpoint's saved arguments amount to (dataset and run folders abstracted)."""
+    parts = ["python -m training.train --data DATA --run RUN"]
+    for key, default in (("arch", None), ("recipe", None), ("loss", None), ("init", None), ("budget_min", None),
+                         ("lr", None), ("warmup", 100), ("ema", 0.0), ("patch", None), ("batch", None),
+                         ("val_count", 4), ("seed", None)):
+        value = targs.get(key)
+        if value is None or value == default:
+            continue
+        parts.append("--%s %s" % (key.replace("_", "-"), "INIT_RUN/best.pt" if key == "init" else value))
+    return " ".join(parts)
+
+
+def training_stages(ckpt_path: Path, limit: int = 8) -> List[Dict[str, Any]]:
+    """The chain of runs behind a checkpoint (its ``--init`` ancestors first), as far as their files exist."""
+    stages: List[Dict[str, Any]] = []
+    path: Optional[Path] = ckpt_path
+    while path is not None and path.exists() and len(stages) < limit:
+        ck = torch.load(str(path), map_location="cpu", weights_only=False)
+        targs = ck["args"]
+        summary_path = path.parent / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        stage = {"run": path.parent.name, "command": command_line(targs),
+                 "loss": targs.get("loss") or ("bce+dice" if targs.get("recipe") == "ours" else "balanced-bce"),
+                 "train_images": len(summary.get("train_images", [])),
+                 "val_images": len(summary.get("val_images", [])),
+                 "steps": summary.get("steps", ck["step"]), "checkpoint_step": ck["step"],
+                 "minutes": summary.get("minutes")}
+        if summary.get("validation"):
+            stage["validation_auc"] = round(float(summary["validation"]["auc"]), 4)
+        stages.insert(0, stage)
+        path = Path(targs["init"]) if targs.get("init") else None
+    return stages
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +89,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--description", default="")
     ap.add_argument("--threshold", type=float, help="default: the validation-chosen one from summary.json")
+    ap.add_argument("--validation-from", help="summary.json of a twin run (same recipe, images held out) whose "
+                                              "validation threshold and metrics to use, for a final fit on all "
+                                              "training images that has no validation of its own")
     ap.add_argument("--no-aipp", action="store_true", help="float32 NCHW input instead of NV12 + AIPP")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -66,6 +104,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     summary_path = ckpt_path.parent / "summary.json"
     summary: Dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     validation = summary.get("validation", {})
+    validation_source = "held-out images of this run"
+    if args.validation_from:
+        twin = json.loads(Path(args.validation_from).read_text())
+        validation = twin["validation"]
+        validation_source = "twin run %s (same recipe, %d images held out: %s)" % (
+            Path(args.validation_from).parent.name, len(twin.get("val_images", [])),
+            ", ".join(twin.get("val_images", [])))
     threshold = args.threshold if args.threshold is not None else float(validation.get("threshold", 0.5))
 
     graph = export_graph(model)
@@ -89,9 +134,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 Path(targs["data"]).name, targs["split"], len(summary.get("train_images", [])),
                 len(summary.get("val_images", [])), ", ".join(summary.get("val_images", []))),
             "recipe": targs["recipe"],
-            "command": "python -m training.train --data DATA --run RUN --arch %s --recipe %s --budget-min %s "
-                       "--patch %s --batch %s --seed %s" % (targs["arch"], targs["recipe"], targs["budget_min"],
-                                                            targs["patch"], targs["batch"], targs["seed"]),
+            "command": command_line(targs),
+            "stages": training_stages(ckpt_path),
+            "validation_source": validation_source,
             "steps": summary.get("steps", ckpt["step"]),
             "best_step": ckpt["step"],
             "training_minutes": summary.get("minutes"),

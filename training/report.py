@@ -36,6 +36,31 @@ HEADER = ("| evaluation | pooled AUC | mean AUC | Dice | accuracy | sensitivity 
           "|---|---|---|---|---|---|---|")
 
 
+def _stage_lines(prov: Dict[str, Any]) -> List[str]:
+    """One line per training run behind the bundle (fine-tuning runs name the run they started from)."""
+    stages = prov.get("stages") or [{"run": "run", "command": prov.get("command"), "steps": prov.get("steps"),
+                                     "minutes": prov.get("training_minutes"), "checkpoint_step": prov.get("best_step")}]
+    lines = ["- Runs (each a `python -m training.train` command; `--init` starts from the previous run's best "
+             "checkpoint):" if len(stages) > 1 else "- Run:"]
+    for st in stages:
+        held = st.get("val_images")
+        lines.append("  - `%s`: `%s`; %s steps in %s minutes on CPU%s, checkpoint at step %s%s." % (
+            st.get("run"), st.get("command"), st.get("steps"), st.get("minutes"),
+            " on %d images (%d held out)" % (st["train_images"], held) if st.get("train_images") else "",
+            st.get("checkpoint_step"),
+            " (best validation AUC %.4f)" % st["validation_auc"] if st.get("validation_auc") else
+            " (the last one: no images held out)" if held == 0 else ""))
+    return lines
+
+
+def _total(prov: Dict[str, Any], stage_key: str, flat_key: str) -> Any:
+    stages = prov.get("stages")
+    if not stages:
+        return prov.get(flat_key)
+    return round(sum(float(st.get(stage_key) or 0) for st in stages), 1) if stage_key == "minutes" else \
+        sum(int(st.get(stage_key) or 0) for st in stages)
+
+
 def measure(data: Path, bundle: Path, variants_dir: Optional[Path], reference: Optional[Path]) -> Dict[str, Any]:
     def progress(line: str) -> None:
         log.info("  %s", line)
@@ -109,10 +134,9 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path]) -> No
                                  if prov.get("recipe") == "ours" else
                                  "the reference's: class-balanced sigmoid cross-entropy, Adam 1e-3, rotations by "
                                  "90/180/270 degrees and flips"),
-              "- Command: `%s`; %s steps in %s minutes on CPU; checkpoint chosen by validation AUC (step %s); "
-              "threshold %.2f chosen by best Dice on the validation images." % (
-                  prov.get("command"), prov.get("steps"), prov.get("training_minutes"), prov.get("best_step"),
-                  meta["threshold"]),
+              ] + _stage_lines(prov) + [
+              "- Threshold %.2f: best Dice on the validation images (%s)." % (
+                  meta["threshold"], prov.get("validation_source", "held-out images of this run")),
               "- Validation (held-out training images, original size): %s." % json.dumps(
                   meta.get("metrics", {}).get("validation", {})),
               "",
@@ -144,7 +168,7 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path]) -> No
                   "a GPU makes this minutes), training the final model on all 20 training images once the recipe "
                   "is fixed on the held-out split, and using the remaining parameter budget (about 12k) for a "
                   "wider first level, where thin capillaries are decided." % (
-                      "; ".join(missed), prov.get("training_minutes"), prov.get("steps"))]
+                      "; ".join(missed), _total(prov, "minutes", "training_minutes"), _total(prov, "steps", "steps"))]
     lines += ["", "Reproduce: `python -m training.report --data DRIVE_DIR --bundle %s%s --variants-dir DIR` after "
               "`python -m training.variants --data DRIVE_DIR --out DIR`." % (
                   bundle, " --reference %s" % reference if reference else ""), ""]

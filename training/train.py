@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from pipeline.datasets import Sample, find_samples
 from pipeline.scoring import best_dice_threshold, roc_auc, threshold_metrics
-from pipeline.preprocess import PreprocessParams, crop_and_resize, map_mask, preprocess, restore_to_original
+from pipeline.preprocess import PreprocessParams, crop_and_resize, preprocess, restore_to_original
 from training.augment import canvas, geometric, photometric
 from training.models import build_model, count_macs, count_parameters_deployed
 
@@ -267,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             cur = lr * min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = cur
-        xs, ys, ms = [], [], []
+        xs, ys = [], []
         for _ in range(args.batch):
             it = train[int(rng.integers(len(train)))]
             if args.recipe == "ours" and rng.random() < args.aug_prob:
