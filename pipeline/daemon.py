@@ -7,7 +7,8 @@
   failed before is a deliberate retry and is processed again) and submits them to the scheduler's bounded
   input queue (a blocking put: the watcher waits, nothing is dropped);
 * startup: ``journal.recover()`` requeues interrupted items, except one the daemon already died on
-  ``MAX_INTERRUPTED_ATTEMPTS`` times (failed and quarantined: a poison pill); finished ones are not redone
+  ``MAX_INTERRUPTED_ATTEMPTS`` times (failed and quarantined: a poison pill); the interrupted ones are redone
+  one at a time before the watcher starts, so a repeated crash is blamed on one item; finished ones are not redone
   unless their result folder is incomplete (checked by the recovery thread after READY=1, so startup time
   does not grow with the number of results);
 * results: complete folders under results/<id>/; bad inputs go to quarantine/ with a reason file;
@@ -183,10 +184,12 @@ class Daemon(object):
         self._started_mono = time.monotonic()
         self._started_wall = time.time()
         recovered = self._recover()
+        suspects = [row for row in recovered if int(row.get("attempts") or 0) > 0]
         self._recovery_thread = threading.Thread(target=self._recover_in_background, args=(recovered,),
                                                  name="vs-recovery", daemon=True)
         self._recovery_thread.start()
-        self._start_watcher()
+        if not suspects:
+            self._start_watcher()           # else the recovery thread starts it once the suspects are settled
         log.info("vessel-seg %s running: model %s %s on %s (%s), data in %s", __version__, self.bundle.name,
                  self.bundle.version, self._runtime, self._precision, self.paths.root)
         if self.notifier is not None:
@@ -197,10 +200,13 @@ class Daemon(object):
         from camera.ingest import CaptureWatcher
 
         ing = self.config["ingest"]
-        self.watcher = CaptureWatcher(self.paths.capture, self._on_ready, stable_seconds=ing["stable_seconds"],
-                                      rescan_seconds=ing["rescan_seconds"], extensions=tuple(ing["extensions"]),
-                                      on_rejected=self._on_rejected_path)
-        self.watcher.start()
+        with self._lock:
+            if self._stopped:
+                return
+            self.watcher = CaptureWatcher(self.paths.capture, self._on_ready, stable_seconds=ing["stable_seconds"],
+                                          rescan_seconds=ing["rescan_seconds"], extensions=tuple(ing["extensions"]),
+                                          on_rejected=self._on_rejected_path)
+            self.watcher.start()
 
     def _start_pinger(self) -> None:
         try:
@@ -307,10 +313,19 @@ class Daemon(object):
         return todo
 
     def _recover_in_background(self, rows: List[Dict[str, Any]]) -> None:
-        """The recovery thread (after READY=1): feed the requeued rows, then redo finished items whose
-        result folder is incomplete."""
+        """The recovery thread (after READY=1): redo the suspects alone, feed the other requeued rows, then
+        redo finished items whose result folder is incomplete.
+
+        Suspects are the items the daemon was processing when it died. Each is redone with nothing else in
+        flight, and the watcher starts only after them, so if one of them kills the daemon again, only that
+        one is counted towards ``MAX_INTERRUPTED_ATTEMPTS``, not the innocent images that happened to be
+        in flight beside it.
+        """
+        suspects = [row for row in rows if int(row.get("attempts") or 0) > 0]
+        if suspects and not self._redo_suspects_alone(suspects):
+            return
         try:
-            if not self._feed(rows):
+            if not self._feed([row for row in rows if row not in suspects]):
                 return
             done = self._done_rows()
         except Exception:
@@ -332,6 +347,31 @@ class Daemon(object):
             if not self._feed([redo]):
                 return
         log.info("recovery: %d finished result(s) checked, %d incomplete one(s) redone", len(done), redone)
+
+    def _redo_suspects_alone(self, suspects: List[Dict[str, Any]]) -> bool:
+        """Feed each suspect alone and wait for it to settle, then start the watcher (whatever happens);
+        False if the daemon stopped meanwhile."""
+        log.info("recovery: %d item(s) were in flight when the daemon stopped; redoing them one at a time",
+                 len(suspects))
+        try:
+            for row in suspects:
+                fed = self._feed_one(row)
+                if fed == "stopped" or (fed == "submitted" and not self._wait_settled(row["id"])):
+                    return False
+        except Exception:
+            log.exception("recovery: redoing the interrupted items one at a time failed; going on")
+        finally:
+            self._start_watcher()
+        return True
+
+    def _wait_settled(self, rid: str, poll_s: float = 0.05) -> bool:
+        """Wait until a fed item is done or failed; False if the daemon stops first."""
+        while not self._stopped:
+            row = self.journal.get(rid)
+            if row is None or row["state"] not in ("queued", "processing"):
+                return True
+            time.sleep(poll_s)
+        return False
 
     def _redo_if_incomplete(self, row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """The row to feed again when a 'done' item's result folder is incomplete, else None."""
@@ -400,27 +440,28 @@ class Daemon(object):
         A row that cannot be handled (e.g. a JournalError marking it) is logged and skipped; it stays in
         the journal for the next start and does not end the recovery.
         """
+        return all(self._feed_one(row) != "stopped" for row in rows)
+
+    def _feed_one(self, row: Dict[str, Any]) -> str:
+        """Submit one journal row: "submitted", "skipped" (input gone, or an error; logged) or "stopped"."""
         from pipeline.stages import WorkItem
 
-        for row in rows:
-            if self._stopped:
-                return False
-            try:
-                path = self._find_input(row)
-                if path is None:
-                    log.error("journal item %s (%s): input file is gone; marked failed", row["id"], row["source"])
-                    self.journal.mark(row["id"], "failed", "input_missing: the file disappeared before processing")
-                    self.metrics.inc("failed")
-                    continue
-                item = WorkItem(id=row["id"], sha256=row["sha256"], source=row["source"], path=path,
-                                size=int(row.get("size") or 0))
-            except Exception:
-                log.exception("recovery: journal item %s (%s) skipped; it stays in the journal for the next start",
-                              row.get("id"), row.get("source"))
-                continue
-            if not self.scheduler.submit(item):
-                return False
-        return True
+        if self._stopped:
+            return "stopped"
+        try:
+            path = self._find_input(row)
+            if path is None:
+                log.error("journal item %s (%s): input file is gone; marked failed", row["id"], row["source"])
+                self.journal.mark(row["id"], "failed", "input_missing: the file disappeared before processing")
+                self.metrics.inc("failed")
+                return "skipped"
+            item = WorkItem(id=row["id"], sha256=row["sha256"], source=row["source"], path=path,
+                            size=int(row.get("size") or 0))
+        except Exception:
+            log.exception("recovery: journal item %s (%s) skipped; it stays in the journal for the next start",
+                          row.get("id"), row.get("source"))
+            return "skipped"
+        return "submitted" if self.scheduler.submit(item) else "stopped"
 
     def _on_ready(self, path: Path) -> None:
         """A stable file in capture/: hash, journal, dedupe, submit (may block: backpressure).

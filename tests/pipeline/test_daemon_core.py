@@ -303,6 +303,37 @@ def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_re
     assert not (d2.paths.results / rid_p).exists()            # a failed item leaves no partial result folder
 
 
+def test_after_a_crash_the_items_that_were_in_flight_are_redone_alone_before_anything_else(
+        running, cfg, monkeypatch):
+    """A crash is counted against every item in flight, so those are redone one at a time: if one of them
+    kills the daemon again, the blame falls on it alone, not on the innocent images beside it."""
+    from pipeline.journal import Journal
+
+    d = running()
+    d.stop(10.0)
+    j = Journal(d.paths.state / "journal.sqlite3")
+    suspects = [_journal_row(j, _png(d.paths.capture / ("s%d.png" % i), seed=30 + i), starts=1) for i in range(3)]
+    queued = _journal_row(j, _png(d.paths.capture / "queued.png", seed=34))
+    j.close()
+    fresh = _png(d.paths.capture / "fresh.png", seed=35)          # not journaled yet: the watcher's job
+    ids = suspects + [queued, _id(fresh)]
+    started = []
+    real_start = Journal.start
+
+    def recording_start(journal, rid):
+        others = [o for o in ids if o != rid and (journal.get(o) or {}).get("state") == "processing"]
+        started.append((rid, others))
+        return real_start(journal, rid)
+
+    monkeypatch.setattr(Journal, "start", recording_start)
+    d2 = running()
+    _wait(lambda: all(d2.results.is_complete(rid) for rid in ids), what="all five processed")
+    order = [rid for rid, _ in started]
+    assert order[:3] == suspects                                  # the suspects first, in their order
+    assert all(others == [] for rid, others in started if rid in suspects)   # each alone
+    assert set(order[3:]) == {queued, _id(fresh)}
+
+
 def test_a_capture_whose_ingest_failed_is_offered_again_and_processed(running):
     from pipeline.journal import JournalError
 
