@@ -90,8 +90,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--description", default="")
     ap.add_argument("--threshold", type=float, help="default: the validation-chosen one from summary.json")
     ap.add_argument("--validation-from", help="summary.json of a twin run (same recipe, images held out) whose "
-                                              "validation threshold and metrics to use, for a final fit on all "
-                                              "training images that has no validation of its own")
+                                              "last checkpoint's validation (python -m training.validate) gives "
+                                              "the threshold and metrics of a final fit on all training images")
     ap.add_argument("--no-aipp", action="store_true", help="float32 NCHW input instead of NV12 + AIPP")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -107,10 +107,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     validation_source = "held-out images of this run"
     if args.validation_from:
         twin = json.loads(Path(args.validation_from).read_text())
-        validation = twin["validation"]
-        validation_source = "twin run %s (same recipe, %d images held out: %s)" % (
-            Path(args.validation_from).parent.name, len(twin.get("val_images", [])),
-            ", ".join(twin.get("val_images", [])))
+        if "validation_last" not in twin:
+            log.error("%s has no validation_last: run python -m training.validate --checkpoint RUN/last.pt first "
+                      "(a final fit ships its last step, so its twin's last step is what must be validated)",
+                      args.validation_from)
+            return 2
+        validation = {k: v for k, v in twin["validation_last"].items() if k != "step"}
+        validation_source = ("the last checkpoint (step %d) of the twin run %s: the same command with the last %d "
+                             "training images held out (%s)" % (
+                                 twin["validation_last"]["step"], Path(args.validation_from).parent.name,
+                                 len(twin.get("val_images", [])), ", ".join(twin.get("val_images", []))))
     threshold = args.threshold if args.threshold is not None else float(validation.get("threshold", 0.5))
 
     graph = export_graph(model)
@@ -130,9 +136,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         "preprocess": ckpt["preprocess"],
         "provenance": {
             "trained_by": "python -m training.train (this repository)",
-            "dataset": "%s split '%s': %d training images, %d held out for validation (%s)" % (
+            "dataset": "%s split '%s': %d training images, %s" % (
                 Path(targs["data"]).name, targs["split"], len(summary.get("train_images", [])),
-                len(summary.get("val_images", [])), ", ".join(summary.get("val_images", []))),
+                "%d held out for validation (%s)" % (len(summary["val_images"]), ", ".join(summary["val_images"]))
+                if summary.get("val_images") else "none held out (a final fit on all of them)"),
             "recipe": targs["recipe"],
             "command": command_line(targs),
             "stages": training_stages(ckpt_path),

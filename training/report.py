@@ -83,7 +83,7 @@ def measure(data: Path, bundle: Path, variants_dir: Optional[Path], reference: O
     return out
 
 
-def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path]) -> None:
+def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], baseline: bool = False) -> None:
     meta = yaml.safe_load((bundle / "model.yaml").read_text())
     fp16, fp32 = m["fp16"], m["fp32"]
     s16 = fp16["summary"]
@@ -158,17 +158,24 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path]) -> No
     for name, val, ok in checks:
         lines.append("| %s | %s | %s |" % (name, val, "yes" if ok else "**no**"))
     missed = [name for name, _, ok in checks if not ok]
-    if missed:
+    if missed and baseline:
+        lines += ["", "This is the baseline: the published case study's network trained by its recipe, kept to show "
+                  "how far the shipped model moved from it; it is not meant to meet the targets (missed: %s)."
+                  % "; ".join(missed)]
+    elif missed:
         lines += ["", "## Targets not met, and what would most likely close the gap", "",
-                  "Missed: %s. The network was trained for %s minutes (%s optimiser steps) on 2 CPU "
-                  "cores shared with other work; the validation AUC had levelled off at the end of the learning-rate "
-                  "schedule, so the limit is the training budget and data, not the export, FP16 or AIPP (FP32 and "
-                  "FP16 agree, and the camera variants stay within 0.01). Most likely to help, in order: a much "
-                  "longer schedule (hundreds of epochs at full 512x512 resolution, as published small models use; "
-                  "a GPU makes this minutes), training the final model on all 20 training images once the recipe "
-                  "is fixed on the held-out split, and using the remaining parameter budget (about 12k) for a "
-                  "wider first level, where thin capillaries are decided." % (
-                      "; ".join(missed), _total(prov, "minutes", "training_minutes"), _total(prov, "steps", "steps"))]
+                  "Missed: %s. The network was trained for %s minutes in all (%s optimiser steps) on 2 CPU cores. "
+                  "The limit is training, not the export, FP16 or AIPP: FP32 and FP16 agree, and the camera variants "
+                  "stay within 0.01. On the 4 held-out training images the validation AUC sits at 0.9796-0.9798 "
+                  "whatever was tried on top of the first run: 25 more minutes with plain BCE (AUC 0.9798, Dice "
+                  "0.8078), 80 more minutes with a moving average of the weights (AUC 0.9796, Dice 0.8099), and "
+                  "re-estimating the batch-norm statistics on plain images (AUC down to 0.9785). The final fit on all "
+                  "20 training images added 0.0005 test AUC. What would most likely close the gap, in order: a far "
+                  "longer schedule from scratch with restarts (published minimal models train about 1000 epochs at "
+                  "512x512; this run saw the equivalent of about 500), which needs a GPU session; and spending the "
+                  "remaining parameter budget (about 12k) on a wider first level, where thin capillaries are "
+                  "decided." % ("; ".join(missed), _total(prov, "minutes", "training_minutes"),
+                                _total(prov, "steps", "steps"))]
     lines += ["", "Reproduce: `python -m training.report --data DRIVE_DIR --bundle %s%s --variants-dir DIR` after "
               "`python -m training.variants --data DRIVE_DIR --out DIR`." % (
                   bundle, " --reference %s" % reference if reference else ""), ""]
@@ -204,7 +211,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         Path(args.save).write_text(json.dumps(m, indent=2))
     write_card(bundle, m, ref)
     if ref:
-        write_card(ref, {"fp16": m["reference_fp16"], "fp32": m["reference_fp32"], "variants": {}}, None)
+        write_card(ref, {"fp16": m["reference_fp16"], "fp32": m["reference_fp32"], "variants": {}}, None,
+                   baseline=True)
     return 0
 
 

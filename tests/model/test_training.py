@@ -94,3 +94,29 @@ def test_with_ema_the_checkpoint_holds_the_averaged_weights_and_resumes_the_raw_
     assert _train(dataset, run, "--resume", "--max-steps", "4") == 0
     resumed = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
     assert resumed["step"] == 4 and resumed["args"]["ema"] == 0.5
+
+
+def test_a_final_fit_on_all_images_is_exported_with_its_twins_last_step_validation(dataset, tmp_path):
+    import yaml
+
+    from training.export import main as export_main
+    from training.validate import main as validate_main
+
+    twin, final = tmp_path / "twin", tmp_path / "final"
+    assert _train(dataset, twin, "--max-steps", "2") == 0
+    assert _train(dataset, final, "--init", str(twin / "best.pt"), "--val-count", "0", "--max-steps", "2") == 0
+    assert json.loads((final / "summary.json").read_text())["val_images"] == []
+    assert validate_main(["--checkpoint", str(final / "last.pt")]) == 2          # nothing held out
+    out = tmp_path / "models" / "fit"
+    assert export_main(["--checkpoint", str(final / "last.pt"), "--out", str(out),
+                        "--validation-from", str(twin / "summary.json")]) == 2   # not validated yet
+    assert validate_main(["--checkpoint", str(twin / "last.pt")]) == 0
+    last = json.loads((twin / "summary.json").read_text())["validation_last"]
+    assert last["step"] == 2
+    assert export_main(["--checkpoint", str(final / "last.pt"), "--out", str(out),
+                        "--validation-from", str(twin / "summary.json")]) == 0
+    meta = yaml.safe_load((out / "model.yaml").read_text())
+    assert meta["threshold"] == round(last["threshold"], 4)
+    assert [st["run"] for st in meta["provenance"]["stages"]] == ["twin", "final"]
+    assert "twin run twin" in meta["provenance"]["validation_source"]
+    assert "none held out" in meta["provenance"]["dataset"]
