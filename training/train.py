@@ -149,7 +149,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--recipe", default="ours", choices=["ours", "reference"],
                     help="ours: BCE+Dice, camera augmentation, cosine LR; reference: balanced BCE, Adam 1e-3, "
                          "rot90/flip only")
-    ap.add_argument("--budget-min", type=float, default=45.0, help="wall-time budget in minutes (total, resumes add up)")
+    ap.add_argument("--budget-min", type=float, default=45.0,
+                    help="wall-time budget in minutes (total, resumes add up)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = budget only)")
     ap.add_argument("--patch", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
