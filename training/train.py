@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,6 +49,12 @@ def to_model_space(rgb: np.ndarray, label: np.ndarray, params: PreprocessParams)
     pre = preprocess(rgb, params)
     y = np.clip(crop_and_resize(label.astype(np.float32), pre.geometry), 0.0, 1.0)
     return pre.model_rgb[:, :, 0], y.astype(np.float32), pre.fov
+
+
+def split_samples(samples: List[Sample], val_count: int) -> Tuple[List[Sample], List[Sample]]:
+    """(training, validation): the last ``val_count`` samples by name are held out."""
+    order = sorted(samples, key=lambda s: s.name)
+    return order[:len(order) - val_count], (order[len(order) - val_count:] if val_count else [])
 
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -205,8 +211,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     params = PreprocessParams()
 
     samples = find_samples(Path(args.data), split=args.split, images=args.images, labels=args.labels, fov=args.fov)
-    order = sorted(samples, key=lambda s: s.name)
-    val_samples, train_samples = order[-args.val_count:] if args.val_count else [], order[:len(order) - args.val_count]
+    train_samples, val_samples = split_samples(samples, args.val_count)
     log.info("preparing %d training and %d validation images", len(train_samples), len(val_samples))
     train = [Prepared(s, params) for s in train_samples]
     val = [Prepared(s, params) for s in val_samples]

@@ -21,7 +21,7 @@ import torch
 from pipeline.datasets import find_samples
 from pipeline.preprocess import PreprocessParams
 from training.models import build_model
-from training.train import Prepared, final_validation
+from training.train import Prepared, final_validation, split_samples
 
 log = logging.getLogger("training.validate")
 
@@ -33,9 +33,9 @@ def validate_checkpoint(ckpt_path: Path) -> Dict[str, float]:
     if not targs.get("val_count"):
         raise ValueError("%s held out no images (--val-count 0): nothing to validate on" % ckpt_path)
     params = PreprocessParams.from_mapping(ckpt.get("preprocess"))
-    samples = sorted(find_samples(Path(targs["data"]), split=targs["split"], images=targs.get("images"),
-                                  labels=targs.get("labels"), fov=targs.get("fov")), key=lambda s: s.name)
-    val = [Prepared(s, params) for s in samples[-targs["val_count"]:]]
+    samples = find_samples(Path(targs["data"]), split=targs["split"], images=targs.get("images"),
+                           labels=targs.get("labels"), fov=targs.get("fov"))
+    val = [Prepared(s, params) for s in split_samples(samples, targs["val_count"])[1]]
     model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
     model.load_state_dict(ckpt["model"])
     result = final_validation(model, val, params, torch.device("cpu"))
