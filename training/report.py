@@ -163,19 +163,13 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], basel
                   "how far the shipped model moved from it; it is not meant to meet the targets (missed: %s)."
                   % "; ".join(missed)]
     elif missed:
-        lines += ["", "## Targets not met, and what would most likely close the gap", "",
-                  "Missed: %s. The network was trained for %s minutes in all (%s optimiser steps) on 2 CPU cores. "
-                  "The limit is training, not the export, FP16 or AIPP: FP32 and FP16 agree, and the camera variants "
-                  "stay within 0.01. On the 4 held-out training images the validation AUC sits at 0.9796-0.9798 "
-                  "whatever was tried on top of the first run: 25 more minutes with plain BCE (AUC 0.9798, Dice "
-                  "0.8078), 80 more minutes with a moving average of the weights (AUC 0.9796, Dice 0.8099), and "
-                  "re-estimating the batch-norm statistics on plain images (AUC down to 0.9785). The final fit on all "
-                  "20 training images added 0.0005 test AUC. What would most likely close the gap, in order: a far "
-                  "longer schedule from scratch with restarts (published minimal models train about 1000 epochs at "
-                  "512x512; this run saw the equivalent of about 500), which needs a GPU session; and spending the "
-                  "remaining parameter budget (about 12k) on a wider first level, where thin capillaries are "
-                  "decided." % ("; ".join(missed), _total(prov, "minutes", "training_minutes"),
-                                _total(prov, "steps", "steps"))]
+        lines += ["", "## Targets not met", "",
+                  "Missed: %s. The network was trained for %s minutes in all (%s optimiser steps). The gap is not "
+                  "the export, FP16 or AIPP: FP32 and FP16 agree, and the camera variants stay within 0.01." % (
+                      "; ".join(missed), _total(prov, "minutes", "training_minutes"), _total(prov, "steps", "steps"))]
+        notes = bundle / "TRAINING_NOTES.md"
+        if notes.exists():
+            lines += ["", notes.read_text().strip()]
     lines += ["", "Reproduce: `python -m training.report --data DRIVE_DIR --bundle %s%s --variants-dir DIR` after "
               "`python -m training.variants --data DRIVE_DIR --out DIR`." % (
                   bundle, " --reference %s" % reference if reference else ""), ""]
