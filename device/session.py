@@ -318,11 +318,7 @@ class DeviceSession:
         """
         self._require_open()
         s = self._slot(slot)
-        with self._state_lock:
-            pending = slot in self._pending
-        if pending:
-            with self._exec_lock:
-                self._drain_locked()
+        self._drain_if_pending(slot)
         with self._state_lock:
             err = self._async_errors.pop(slot, None)
             valid = slot in self._valid
@@ -389,13 +385,17 @@ class DeviceSession:
         if errors:
             raise errors[0]
 
-    def _begin_submission(self, slot: int) -> None:
-        """A new input for ``slot``: let a pending execute of it finish, then forget its result and error."""
+    def _drain_if_pending(self, slot: int) -> None:
+        """Let a pending async execute of ``slot`` finish (its result or error is then recorded)."""
         with self._state_lock:
             pending = slot in self._pending
         if pending:
             with self._exec_lock:
                 self._drain_locked()
+
+    def _begin_submission(self, slot: int) -> None:
+        """A new input for ``slot``: let a pending execute of it finish, then forget its result and error."""
+        self._drain_if_pending(slot)
         with self._state_lock:
             self._valid.discard(slot)
             self._async_errors.pop(slot, None)
