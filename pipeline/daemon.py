@@ -98,6 +98,11 @@ def _sniff_extension(data: bytes) -> Optional[str]:
             "WEBP": ".webp"}.get(fmt, "." + fmt.lower() if fmt else None)
 
 
+def _suspects(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The recovered rows the daemon was processing when it stopped (interrupted at least once)."""
+    return [row for row in rows if int(row.get("attempts") or 0) > 0]
+
+
 class Daemon(object):
     """The vessel-seg service (see module docstring)."""
 
@@ -184,11 +189,10 @@ class Daemon(object):
         self._started_mono = time.monotonic()
         self._started_wall = time.time()
         recovered = self._recover()
-        suspects = [row for row in recovered if int(row.get("attempts") or 0) > 0]
         self._recovery_thread = threading.Thread(target=self._recover_in_background, args=(recovered,),
                                                  name="vs-recovery", daemon=True)
         self._recovery_thread.start()
-        if not suspects:
+        if not _suspects(recovered):
             self._start_watcher()           # else the recovery thread starts it once the suspects are settled
         log.info("vessel-seg %s running: model %s %s on %s (%s), data in %s", __version__, self.bundle.name,
                  self.bundle.version, self._runtime, self._precision, self.paths.root)
@@ -321,7 +325,7 @@ class Daemon(object):
         one is counted towards ``MAX_INTERRUPTED_ATTEMPTS``, not the innocent images that happened to be
         in flight beside it.
         """
-        suspects = [row for row in rows if int(row.get("attempts") or 0) > 0]
+        suspects = _suspects(rows)
         if suspects and not self._redo_suspects_alone(suspects):
             return
         try:
