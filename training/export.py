@@ -45,14 +45,22 @@ def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: in
     return diff
 
 
+# The options that decide what a run learns, in the order a command lists them; _ALWAYS_SHOWN ones even at default.
+_ALWAYS_SHOWN = ("arch", "recipe", "budget_min", "patch", "batch", "seed")
+_RESULT_OPTIONS = ("arch", "channels", "recipe", "loss", "init", "budget_min", "max_steps", "lr", "warmup", "ema",
+                   "aug_prob", "patch", "batch", "val_count", "seed")
+
+
 def command_line(targs: Dict[str, Any]) -> str:
-    """The training command a checkpoint's saved arguments amount to (dataset and run folders abstracted)."""
+    """The training command a checkpoint's saved arguments amount to (dataset and run folders abstracted):
+    the always-shown options, and every other one that differs from ``training.train``'s default."""
+    from training.train import parse_args
+
+    defaults = vars(parse_args(["--run", "RUN"]))
     parts = ["python -m training.train --data DATA --run RUN"]
-    for key, default in (("arch", None), ("recipe", None), ("loss", None), ("init", None), ("budget_min", None),
-                         ("lr", None), ("warmup", 100), ("ema", 0.0), ("patch", None), ("batch", None),
-                         ("val_count", 4), ("seed", None)):
+    for key in _RESULT_OPTIONS:
         value = targs.get(key)
-        if value is None or value == default:
+        if value is None or (key not in _ALWAYS_SHOWN and value == defaults.get(key)):
             continue
         parts.append("--%s %s" % (key.replace("_", "-"), "INIT_RUN/best.pt" if key == "init" else value))
     return " ".join(parts)

@@ -120,3 +120,15 @@ def test_a_final_fit_on_all_images_is_exported_with_its_twins_last_step_validati
     assert [st["run"] for st in meta["provenance"]["stages"]] == ["twin", "final"]
     assert "twin run twin" in meta["provenance"]["validation_source"]
     assert "none held out" in meta["provenance"]["dataset"]
+
+
+def test_the_recorded_command_names_every_option_that_changes_what_is_learned():
+    from training.export import command_line
+    from training.train import parse_args
+
+    args = vars(parse_args(["--run", "r", "--data", "d", "--channels", "12,16,32,40", "--aug-prob", "0.5",
+                            "--threads", "1"]))
+    command = command_line(args)
+    assert "--channels 12,16,32,40" in command and "--aug-prob 0.5" in command
+    assert "--threads" not in command and "--warmup" not in command   # not a result option / at its default
+    assert "--arch unet" in command and "--recipe ours" in command and "--seed 0" in command   # always shown
