@@ -1,13 +1,16 @@
 """Network definitions (torch), parameter/MAC counting, and export to an ONNX graph.
 
-Two architectures:
+Three architectures:
 - ``unet``: a small U-Net (3 poolings, channels 8/16/32/40 by default) with batch norm folded into the
   convolutions at export. This is the shipped model.
+- ``wnet``: two small U-Nets in a row (a "W-Net"): the second sees the image and the first one's
+  probability and refines it. Both outputs are trained against the label; the second is the model's output.
 - ``reference``: the published Atlas 200DK case study's FCN: 16 full-resolution 3x3 convolutions
   (3->16, 11 x 16->16, 16->8, 2 x 8->8, 8->1), ReLU, sigmoid: 28k parameters, 7.4 GMAC at 512x512.
 
-Training feeds one gray channel (the preprocessing makes R = G = B); export spreads the first layer's
-weights over the three channels AIPP delivers (w/3 each), which is exact for gray input.
+Training feeds one gray channel (the preprocessing makes R = G = B); export spreads the weights of a
+layer that reads the image (``takes_image``) over the three channels AIPP delivers (w/3 each), which is
+exact for gray input.
 """
 from __future__ import annotations
 
@@ -27,8 +30,13 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers)
 
 
+def _mark_image_input(conv: nn.Conv2d) -> None:
+    """Channel 0 of this convolution's input is the gray image, which the deployed graph feeds as RGB."""
+    conv.takes_image = True  # type: ignore[attr-defined]
+
+
 class SmallUNet(nn.Module):
-    """U-Net with ``len(channels) - 1`` poolings; returns logits."""
+    """U-Net with ``len(channels) - 1`` poolings; returns logits. Input channel 0 is the gray image."""
 
     def __init__(self, channels: Sequence[int] = (8, 16, 32, 40), in_ch: int = 1) -> None:
         super().__init__()
@@ -38,6 +46,7 @@ class SmallUNet(nn.Module):
         for c in channels:
             self.enc.append(nn.Sequential(ConvBNReLU(cin, c), ConvBNReLU(c, c)))
             cin = c
+        _mark_image_input(self.enc[0][0][0])
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
@@ -58,6 +67,24 @@ class SmallUNet(nn.Module):
         return self.head(x)
 
 
+class WNet(nn.Module):
+    """Two small U-Nets: the second reads (image, sigmoid of the first's logits); returns its logits."""
+
+    def __init__(self, channels: Sequence[int] = (8, 16, 32), in_ch: int = 1) -> None:
+        super().__init__()
+        self.channels = tuple(channels)
+        self.first = SmallUNet(channels, in_ch=in_ch)
+        self.second = SmallUNet(channels, in_ch=in_ch + 1)
+
+    def forward_all(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Both stages' logits, for a loss on each."""
+        first = self.first(x)
+        return first, self.second(torch.cat([x, torch.sigmoid(first)], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[1]
+
+
 class ReferenceFCN(nn.Module):
     """The case study's 16-layer FCN; returns logits."""
 
@@ -71,6 +98,7 @@ class ReferenceFCN(nn.Module):
             cin = c
         layers.append(nn.Conv2d(cin, 1, 3, padding=1))
         self.body = nn.Sequential(*layers)
+        _mark_image_input(self.body[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -79,9 +107,11 @@ class ReferenceFCN(nn.Module):
 def build_model(arch: str, **kwargs) -> nn.Module:
     if arch == "unet":
         return SmallUNet(**kwargs)
+    if arch == "wnet":
+        return WNet(**kwargs)
     if arch == "reference":
         return ReferenceFCN(**kwargs)
-    raise ValueError("unknown architecture %r (choose unet or reference)" % arch)
+    raise ValueError("unknown architecture %r (choose unet, wnet or reference)" % arch)
 
 
 def count_parameters_deployed(model: nn.Module) -> int:
@@ -100,7 +130,7 @@ def count_macs(model: nn.Module, size: int = 512) -> int:
             # each input pixel contributes cin*cout*k
             macs[0] += int(inp[0].shape[2] * inp[0].shape[3] * mod.in_channels * mod.out_channels * k)
         else:
-            cin = mod.in_channels if mod.in_channels != 1 else 3
+            cin = mod.in_channels + (2 if getattr(mod, "takes_image", False) else 0)
             macs[0] += int(out.shape[2] * out.shape[3] * cin * mod.out_channels * k)
 
     hooks = [m.register_forward_hook(conv_hook) for m in model.modules()
@@ -139,9 +169,11 @@ def export_graph(model: nn.Module, size: int = 512, input_name: str = "image", o
         counter[0] += 1
         return "%s_%d" % (prefix, counter[0])
 
-    def conv(x: str, w: np.ndarray, b: np.ndarray, relu: bool, first: bool = False) -> str:
-        if first and w.shape[1] == 1:
-            w = np.repeat(w / 3.0, 3, axis=1).astype(np.float32)
+    def conv(x: str, module: nn.Conv2d, bn: "nn.BatchNorm2d | None", relu: bool) -> str:
+        w, b = _fold(module, bn)
+        if getattr(module, "takes_image", False):
+            # channel 0 is the gray image, delivered as three equal channels: spread its weights over them
+            w = np.concatenate([np.repeat(w[:, :1] / 3.0, 3, axis=1), w[:, 1:]], axis=1).astype(np.float32)
         wn, bn_ = name("W"), name("B")
         inits[wn], inits[bn_] = w, b
         k = w.shape[2]
@@ -154,23 +186,22 @@ def export_graph(model: nn.Module, size: int = 512, input_name: str = "image", o
             return r
         return y
 
-    def block(x: str, seq: nn.Module, first: bool = False) -> str:
-        for i, cbr in enumerate(seq):
-            w, b = _fold(cbr[0], cbr[1] if len(cbr) == 3 else None)
-            x = conv(x, w, b, relu=True, first=first and i == 0)
+    def block(x: str, seq: nn.Module) -> str:
+        for cbr in seq:
+            x = conv(x, cbr[0], cbr[1] if len(cbr) == 3 else None, relu=True)
         return x
 
-    x = input_name
-    if isinstance(model, SmallUNet):
+    def unet(x: str, net: SmallUNet) -> str:
+        """Emit a U-Net's nodes reading ``x``; returns the name of its logits."""
         skips = []
-        for i, enc in enumerate(model.enc):
+        for i, enc in enumerate(net.enc):
             if i:
                 p = name("pool")
                 nodes.append(Node("MaxPool", [x], [p], name=p, attrs={"kernel_shape": [2, 2], "strides": [2, 2]}))
                 x = p
-            x = block(x, enc, first=(i == 0))
+            x = block(x, enc)
             skips.append(x)
-        for up, dec, skip in zip(model.up, model.dec, reversed(skips[:-1])):
+        for up, dec, skip in zip(net.up, net.dec, reversed(skips[:-1])):
             wn, bn_ = name("W"), name("B")
             inits[wn] = up.weight.detach().cpu().numpy().astype(np.float32)
             inits[bn_] = up.bias.detach().cpu().numpy().astype(np.float32)
@@ -180,13 +211,22 @@ def export_graph(model: nn.Module, size: int = 512, input_name: str = "image", o
             c = name("concat")
             nodes.append(Node("Concat", [u, skip], [c], name=c, attrs={"axis": 1}))
             x = block(c, dec)
-        w, b = _fold(model.head, None)
-        x = conv(x, w, b, relu=False)
+        return conv(x, net.head, None, relu=False)
+
+    x = input_name
+    if isinstance(model, SmallUNet):
+        x = unet(x, model)
+    elif isinstance(model, WNet):
+        first = unet(x, model.first)
+        s1 = name("sigmoid")
+        nodes.append(Node("Sigmoid", [first], [s1], name=s1))
+        c = name("concat")
+        nodes.append(Node("Concat", [x, s1], [c], name=c, attrs={"axis": 1}))
+        x = unet(c, model.second)
     elif isinstance(model, ReferenceFCN):
         convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
         for i, m in enumerate(convs):
-            w, b = _fold(m, None)
-            x = conv(x, w, b, relu=i < len(convs) - 1, first=(i == 0))
+            x = conv(x, m, None, relu=i < len(convs) - 1)
     else:
         raise TypeError("cannot export %s" % type(model).__name__)
     nodes.append(Node("Sigmoid", [x], [output_name], name="sigmoid"))

@@ -26,6 +26,22 @@ TARGETS = {"pooled_auc": 0.980, "dice": 0.82, "parameters": 100000, "macs_512": 
            "variant_auc_drop": 0.01}
 
 
+
+_UNET_LAYERS = ("3x3 convolutions with batch norm (folded into the convolutions at export) and ReLU, 2x2 "
+                "max-pooling, 2x2 stride-2 transposed convolutions, skip concatenations, 1x1 head")
+
+
+def _architecture_line(arch: Dict[str, Any]) -> str:
+    """The card's one-line description of the bundle's architecture."""
+    if arch.get("arch") == "unet":
+        return "- U-Net, channels %s; %s, sigmoid." % (arch.get("channels", "-"), _UNET_LAYERS)
+    if arch.get("arch") == "wnet":
+        return ("- W-Net: two U-Nets in a row, channels %s each (%s). The second reads the image and the first "
+                "one's sigmoid probability and refines it; both were trained against the label, the second's "
+                "sigmoid is the output." % (arch.get("channels", "-"), _UNET_LAYERS))
+    return ("- The Atlas 200DK case study's FCN: 16 full-resolution 3x3 convolutions (3->16, 11 x 16->16, 16->8, "
+            "2 x 8->8, 8->1), ReLU, sigmoid; no pooling (receptive field 33 pixels).")
+
 def _row(name: str, res: Dict[str, Any]) -> str:
     s = res["summary"]
     return "| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |" % (
@@ -105,11 +121,7 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], basel
     lines += ["# Model card: %s %s" % (meta["name"], meta["version"]), "",
               meta.get("description", ""), "",
               "## Architecture", "",
-              "- %s, channels %s; 3x3 convolutions with batch norm (folded into the convolutions at export) and "
-              "ReLU, 2x2 max-pooling, 2x2 stride-2 transposed convolutions, skip concatenations, 1x1 head, sigmoid."
-              % (arch.get("arch"), arch.get("channels", "-")) if arch.get("arch") == "unet" else
-              "- The Atlas 200DK case study's FCN: 16 full-resolution 3x3 convolutions (3->16, 11 x 16->16, 16->8, "
-              "2 x 8->8, 8->1), ReLU, sigmoid; no pooling (receptive field 33 pixels).",
+              _architecture_line(arch),
               "- Parameters: %d. MACs at 512x512: %.2f G (conv and transposed conv)." % (
                   meta["parameters"], meta["macs_512"] / 1e9),
               "- Input: NV12 (YUV420SP_U8) 512x512; AIPP converts it to RGB (full-range BT.601 matrix) and scales "

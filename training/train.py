@@ -150,8 +150,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--split", default="training", help="DRIVE split to train on (default training)")
     ap.add_argument("--images"), ap.add_argument("--labels"), ap.add_argument("--fov")
     ap.add_argument("--run", required=True, help="run folder for checkpoints and logs")
-    ap.add_argument("--arch", default="unet", choices=["unet", "reference"])
-    ap.add_argument("--channels", default="8,16,32,40", help="U-Net widths per level")
+    ap.add_argument("--arch", default="unet", choices=["unet", "wnet", "reference"])
+    ap.add_argument("--channels", default="8,16,32,40", help="U-Net widths per level (of each U-Net in a W-Net)")
     ap.add_argument("--recipe", default="ours", choices=["ours", "reference"],
                     help="ours: BCE+Dice, camera augmentation, cosine LR; reference: balanced BCE, Adam 1e-3, "
                          "rot90/flip only")
@@ -222,7 +222,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.arch = init["arch"]
         if "channels" in init.get("arch_kwargs", {}):
             args.channels = ",".join(str(c) for c in init["arch_kwargs"]["channels"])
-    kwargs = {"channels": tuple(int(c) for c in args.channels.split(","))} if args.arch == "unet" else {}
+    kwargs = ({"channels": tuple(int(c) for c in args.channels.split(","))} if args.arch in ("unet", "wnet")
+              else {})
     model = build_model(args.arch, **kwargs).to(device)
     if init is not None:
         model.load_state_dict(init["model"])
@@ -288,7 +289,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             ys.append(y)
         xb = torch.from_numpy(np.stack(xs).astype(np.float32) / 255.0)[:, None].to(device)
         yb = torch.from_numpy(np.stack(ys))[:, None].to(device)
-        loss = loss_fn(model(xb), yb)
+        if hasattr(model, "forward_all"):
+            loss = sum(loss_fn(out, yb) for out in model.forward_all(xb))   # every stage learns the label
+        else:
+            loss = loss_fn(model(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -72,6 +72,49 @@ def test_the_reference_architecture_has_the_published_size():
     assert 7.2e9 < count_macs(ref) < 7.6e9
 
 
+@pytest.mark.parametrize("arch, kwargs", [("unet", {"channels": (4, 8, 8)}), ("wnet", {"channels": (4, 8)}),
+                                          ("reference", {})])
+def test_the_exported_graph_computes_what_the_trained_network_computes_on_the_rgb_input(arch, kwargs):
+    from device.onnx_proto import encode_model
+    from training.models import build_model, export_graph
+
+    torch.manual_seed(0)
+    net = build_model(arch, **kwargs)
+    for m in net.modules():                       # batch-norm statistics that folding has to get right
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    gray = np.random.default_rng(1).random((1, 1, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.sigmoid(net(torch.from_numpy(gray)))[0, 0].numpy()
+    onnx_bytes = encode_model(export_graph(net, size=64))
+    runner = cv2.dnn.readNetFromONNX(np.frombuffer(onnx_bytes, np.uint8))
+    runner.setInput(np.repeat(gray, 3, axis=1))   # AIPP delivers the gray image as R = G = B
+    got = runner.forward().reshape(64, 64)
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_a_wnet_is_two_unets_within_the_parameter_and_mac_budget_and_trains_end_to_end(dataset, tmp_path):
+    from training.models import build_model, count_macs, count_parameters_deployed
+
+    wnet = build_model("wnet", channels=(8, 16, 32))
+    unet = build_model("unet", channels=(8, 16, 32))
+    # the second U-Net's first layer also reads the first one's probability: 8 filters x 3x3 more weights
+    assert count_parameters_deployed(wnet) == 2 * count_parameters_deployed(unet) + 8 * 9
+    assert count_parameters_deployed(wnet) <= 100000 and count_macs(wnet) <= 4e9
+    run = tmp_path / "wnet"
+    assert _train(dataset, run, "--arch", "wnet", "--max-steps", "2") == 0
+    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert ckpt["arch"] == "wnet" and ckpt["arch_kwargs"] == {"channels": (4, 8)}
+    torch.manual_seed(0)                          # the run's seed: the weights it started from
+    initial = build_model("wnet", channels=(4, 8)).state_dict()
+    for stage in ("first", "second"):
+        name = stage + ".enc.0.0.0.weight"
+        assert not torch.equal(ckpt["model"][name], initial[name])
+
+
 def test_a_fine_tuning_run_starts_from_another_runs_weights_with_its_own_loss_and_schedule(dataset, tmp_path):
     base, tuned = tmp_path / "base", tmp_path / "tuned"
     assert _train(dataset, base, "--max-steps", "3", "--channels", "4,8,8") == 0
