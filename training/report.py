@@ -25,8 +25,6 @@ log = logging.getLogger("training.report")
 TARGETS = {"pooled_auc": 0.980, "dice": 0.82, "parameters": 100000, "macs_512": 4.0e9, "fp16_fp32_auc_gap": 0.001,
            "variant_auc_drop": 0.01}
 
-
-
 _UNET_LAYERS = ("3x3 convolutions with batch norm (folded into the convolutions at export) and ReLU, 2x2 "
                 "max-pooling, 2x2 stride-2 transposed convolutions, skip concatenations, 1x1 head")
 
@@ -41,6 +39,7 @@ def _architecture_line(arch: Dict[str, Any]) -> str:
                 "sigmoid is the output." % (arch.get("channels", "-"), _UNET_LAYERS))
     return ("- The Atlas 200DK case study's FCN: 16 full-resolution 3x3 convolutions (3->16, 11 x 16->16, 16->8, "
             "2 x 8->8, 8->1), ReLU, sigmoid; no pooling (receptive field 33 pixels).")
+
 
 def _row(name: str, res: Dict[str, Any]) -> str:
     s = res["summary"]
