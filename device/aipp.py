@@ -240,6 +240,13 @@ def _csc_uint8(nv12: np.ndarray, cfg: AippConfig) -> np.ndarray:
     return out
 
 
+def aipp_csc_rgb(nv12: np.ndarray, cfg: AippConfig) -> np.ndarray:
+    """What AIPP's colour conversion makes of one NV12 image, as (H, W, 3) uint8 (before mean/scale):
+    the image a model behind this AIPP really sees, for training on the same input."""
+    arr = np.asarray(nv12, dtype=np.uint8).reshape(cfg.nv12_shape)
+    return np.ascontiguousarray(_csc_uint8(arr, cfg).transpose(1, 2, 0).astype(np.uint8))
+
+
 def aipp_nv12_to_nchw(nv12: np.ndarray, cfg: AippConfig, precision: str = "fp16") -> np.ndarray:
     """Apply AIPP to one NV12 image (H*3/2, W) uint8 -> (1, 3, H, W) float16 (fp16) or float32 (fp32)."""
     arr = np.asarray(nv12)

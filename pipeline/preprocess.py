@@ -10,6 +10,8 @@ Steps (each a small function):
 4. ``normalise_colour``: the green channel (best vessel contrast), the area outside the FOV filled with a
    smooth extension of the retina (no artificial rim edge), then CLAHE. The result is gray, which makes
    the NV12 path lossless (U = V = 128) and the model indifferent to the camera's colour balance.
+   With ``colour`` set (a bundle trained on colour), each of R, G and B is normalised that way instead,
+   and the NV12 path carries the chroma at half resolution.
 5. ``rgb_to_nv12``: full-range BT.601 (JPEG) YUV420SP, what AIPP's JPEG CSC matrix expects.
 ``restore_to_original`` maps the 512x512 probability back to the input's size.
 """
@@ -33,6 +35,7 @@ class PreprocessParams:
     fov_margin: float = 0.02
     clahe_clip: float = 2.0
     clahe_grid: int = 8
+    colour: bool = False
 
     @classmethod
     def from_mapping(cls, values: Optional[Mapping[str, Any]]) -> "PreprocessParams":
@@ -43,11 +46,18 @@ class PreprocessParams:
         unknown = set(values) - known
         if unknown:
             raise ValueError("unknown preprocess parameter(s): %s" % ", ".join(sorted(unknown)))
+        for k, v in values.items():
+            if isinstance(getattr(cls(), k), bool) and not isinstance(v, bool):
+                raise ValueError("preprocess parameter %s must be true or false, got %r" % (k, v))
         return cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"size": self.size, "fov_margin": self.fov_margin,
-                "clahe_clip": self.clahe_clip, "clahe_grid": self.clahe_grid}
+        """The bundle's ``preprocess:`` mapping (``colour`` only when set, so gray bundles read as before)."""
+        out: Dict[str, Any] = {"size": self.size, "fov_margin": self.fov_margin,
+                               "clahe_clip": self.clahe_clip, "clahe_grid": self.clahe_grid}
+        if self.colour:
+            out["colour"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class Geometry:
 class Preprocessed:
     """Output of ``preprocess``: the model-sized image and what is needed to map results back."""
 
-    model_rgb: np.ndarray          # (size, size, 3) uint8, gray replicated in R, G, B
+    model_rgb: np.ndarray          # (size, size, 3) uint8: gray replicated in R, G, B (or colour, if set)
     fov: np.ndarray                # (size, size) bool, FOV at model scale
     fov_original: np.ndarray       # (H, W) bool, FOV at the original size
     geometry: Geometry
@@ -190,12 +200,12 @@ def _fill_outside(gray: np.ndarray, fov: np.ndarray, rim_px: int = 4) -> np.ndar
     return np.where(src, img, fill_full)
 
 
-def normalise_colour(green: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
-    """Outside-FOV extension of the (model-sized) green channel, then CLAHE. Returns uint8 (size, size) gray."""
+def normalise_colour(plane: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    """Outside-FOV extension of a (model-sized) colour plane, then CLAHE. Returns uint8 (size, size)."""
     if fov_model.any():
-        extended = _fill_outside(green, fov_model)
+        extended = _fill_outside(plane, fov_model)
     else:
-        extended = green.astype(np.float32)
+        extended = plane.astype(np.float32)
     g8 = np.clip(extended + 0.5, 0, 255).astype(np.uint8)
     clahe = cv2.createCLAHE(clipLimit=params.clahe_clip, tileGridSize=(params.clahe_grid, params.clahe_grid))
     return clahe.apply(g8)
@@ -212,12 +222,17 @@ def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Pr
     fov = detect_fov(rgb)
     g = square_crop_geometry(fov, params.size, params.fov_margin)
     t1 = time.perf_counter()
-    # Only the green channel is used (best vessel contrast), so only it is cropped and resized.
-    green_model = crop_and_resize(np.ascontiguousarray(rgb[:, :, 1]), g)
     fov_model = map_mask(fov, g)
-    t2 = time.perf_counter()
-    gray = normalise_colour(green_model, fov_model, params)
-    model_rgb = cv2.merge([gray, gray, gray])
+    if params.colour:
+        planes = cv2.split(crop_and_resize(rgb, g))
+        t2 = time.perf_counter()
+        model_rgb = cv2.merge([normalise_colour(p, fov_model, params) for p in planes])
+    else:
+        # Only the green channel is used (best vessel contrast), so only it is cropped and resized.
+        green_model = crop_and_resize(np.ascontiguousarray(rgb[:, :, 1]), g)
+        t2 = time.perf_counter()
+        gray = normalise_colour(green_model, fov_model, params)
+        model_rgb = cv2.merge([gray, gray, gray])
     t3 = time.perf_counter()
     return Preprocessed(model_rgb=model_rgb, fov=fov_model, fov_original=fov, geometry=g,
                         timings_ms={"fov": (t1 - t0) * 1e3, "resize": (t2 - t1) * 1e3,

@@ -28,16 +28,17 @@ log = logging.getLogger("training.export")
 
 
 def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: int = 512, seed: int = 0) -> float:
-    """Max |cv2.dnn(onnx) - torch| on a random gray image; raises if above 1e-4."""
+    """Max |cv2.dnn(onnx) - torch| on a random image (gray, fed as R = G = B, for a gray network); raises if
+    above 1e-4."""
     import cv2
 
     rng = np.random.default_rng(seed)
-    gray = rng.random((size, size)).astype(np.float32)
+    image = rng.random((1, getattr(model, "in_ch", 1), size, size)).astype(np.float32)
     model.eval()
     with torch.no_grad():
-        ref = torch.sigmoid(model(torch.from_numpy(gray)[None, None]))[0, 0].numpy()
+        ref = torch.sigmoid(model(torch.from_numpy(image)))[0, 0].numpy()
     net = cv2.dnn.readNetFromONNX(np.frombuffer(onnx_bytes, np.uint8))
-    net.setInput(np.repeat(gray[None, None], 3, axis=1))
+    net.setInput(np.repeat(image, 3, axis=1) if image.shape[1] == 1 else image)
     out = net.forward().reshape(size, size)
     diff = float(np.abs(out - ref).max())
     if diff > 1e-4:
@@ -47,8 +48,8 @@ def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: in
 
 # The options that decide what a run learns, in the order a command lists them; _ALWAYS_SHOWN ones even at default.
 _ALWAYS_SHOWN = ("arch", "recipe", "budget_min", "patch", "batch", "seed")
-_RESULT_OPTIONS = ("arch", "channels", "recipe", "loss", "init", "budget_min", "max_steps", "lr", "warmup", "ema",
-                   "aug_prob", "patch", "batch", "val_count", "seed")
+_RESULT_OPTIONS = ("arch", "channels", "colour", "recipe", "loss", "init", "budget_min", "max_steps", "lr", "warmup",
+                   "ema", "aug_prob", "patch", "batch", "val_count", "seed")
 
 
 def command_line(targs: Dict[str, Any]) -> str:
@@ -61,6 +62,9 @@ def command_line(targs: Dict[str, Any]) -> str:
     for key in _RESULT_OPTIONS:
         value = targs.get(key)
         if value is None or (key not in _ALWAYS_SHOWN and value == defaults.get(key)):
+            continue
+        if isinstance(value, bool):          # a flag: named when set
+            parts.append("--%s" % key.replace("_", "-"))
             continue
         parts.append("--%s %s" % (key.replace("_", "-"), "INIT_RUN/best.pt" if key == "init" else value))
     return " ".join(parts)

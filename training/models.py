@@ -9,8 +9,8 @@ Three architectures:
   (3->16, 11 x 16->16, 16->8, 2 x 8->8, 8->1), ReLU, sigmoid: 28k parameters, 7.4 GMAC at 512x512.
 
 Training feeds one gray channel (the preprocessing makes R = G = B); export spreads the weights of a
-layer that reads the image (``takes_image``) over the three channels AIPP delivers (w/3 each), which is
-exact for gray input.
+layer that reads the gray image (``takes_image``) over the three channels AIPP delivers (w/3 each), which
+is exact for gray input. A network built with ``in_ch=3`` reads the colour image as it is.
 """
 from __future__ import annotations
 
@@ -30,23 +30,26 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers)
 
 
-def _mark_image_input(conv: nn.Conv2d) -> None:
-    """Channel 0 of this convolution's input is the gray image, which the deployed graph feeds as RGB."""
-    conv.takes_image = True  # type: ignore[attr-defined]
+def _mark_image_input(conv: nn.Conv2d, image_ch: int) -> None:
+    """If the image is gray (``image_ch`` 1), channel 0 of this convolution's input is that gray image,
+    which the deployed graph feeds as three equal channels."""
+    conv.takes_image = image_ch == 1  # type: ignore[attr-defined]
 
 
 class SmallUNet(nn.Module):
-    """U-Net with ``len(channels) - 1`` poolings; returns logits. Input channel 0 is the gray image."""
+    """U-Net with ``len(channels) - 1`` poolings; returns logits. The first ``image_ch`` input channels are the
+    image (default: all of them)."""
 
-    def __init__(self, channels: Sequence[int] = (8, 16, 32, 40), in_ch: int = 1) -> None:
+    def __init__(self, channels: Sequence[int] = (8, 16, 32, 40), in_ch: int = 1, image_ch: int = 0) -> None:
         super().__init__()
         self.channels = tuple(channels)
+        self.in_ch = in_ch
         self.enc = nn.ModuleList()
         cin = in_ch
         for c in channels:
             self.enc.append(nn.Sequential(ConvBNReLU(cin, c), ConvBNReLU(c, c)))
             cin = c
-        _mark_image_input(self.enc[0][0][0])
+        _mark_image_input(self.enc[0][0][0], image_ch or in_ch)
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
@@ -73,8 +76,9 @@ class WNet(nn.Module):
     def __init__(self, channels: Sequence[int] = (8, 16, 32), in_ch: int = 1) -> None:
         super().__init__()
         self.channels = tuple(channels)
+        self.in_ch = in_ch
         self.first = SmallUNet(channels, in_ch=in_ch)
-        self.second = SmallUNet(channels, in_ch=in_ch + 1)
+        self.second = SmallUNet(channels, in_ch=in_ch + 1, image_ch=in_ch)
 
     def forward_all(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Both stages' logits, for a loss on each."""
@@ -90,6 +94,7 @@ class ReferenceFCN(nn.Module):
 
     def __init__(self, in_ch: int = 1) -> None:
         super().__init__()
+        self.in_ch = in_ch
         widths = [16] * 12 + [8] * 3
         layers: List[nn.Module] = []
         cin = in_ch
@@ -98,7 +103,7 @@ class ReferenceFCN(nn.Module):
             cin = c
         layers.append(nn.Conv2d(cin, 1, 3, padding=1))
         self.body = nn.Sequential(*layers)
-        _mark_image_input(self.body[0])
+        _mark_image_input(self.body[0], in_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -122,6 +127,7 @@ def count_parameters_deployed(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, size: int = 512) -> int:
     """Multiply-accumulates of convolutions at ``size`` x ``size`` with the exported 3-channel input."""
+    in_ch = getattr(model, "in_ch", 1)
     macs = [0]
 
     def conv_hook(mod: nn.Module, inp, out) -> None:
@@ -138,7 +144,7 @@ def count_macs(model: nn.Module, size: int = 512) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 1, size, size))
+        model(torch.zeros(1, in_ch, size, size))
     model.train(was_training)
     for h in hooks:
         h.remove()

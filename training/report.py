@@ -129,11 +129,14 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], basel
               "",
               "## Preprocessing (host)", "",
               "Field of view detected and cropped to a square with %.0f%% margin, resized to 512x512 (so vessels "
-              "have the same scale whatever the camera), green channel, the area outside the FOV filled with a "
-              "smooth extension of the retina, CLAHE (clip %.1f, %dx%d tiles); the gray image is fed as R = G = B, "
-              "which makes the NV12 path lossless (U = V = 128)." % (
-                  100 * meta["preprocess"]["fov_margin"], meta["preprocess"]["clahe_clip"],
-                  meta["preprocess"]["clahe_grid"], meta["preprocess"]["clahe_grid"]),
+              "have the same scale whatever the camera), %s, the area outside the FOV filled with a "
+              "smooth extension of the retina, CLAHE (clip %.1f, %dx%d tiles); %s." % (
+                  100 * meta["preprocess"]["fov_margin"],
+                  "each colour plane" if meta["preprocess"].get("colour") else "green channel",
+                  meta["preprocess"]["clahe_clip"], meta["preprocess"]["clahe_grid"], meta["preprocess"]["clahe_grid"],
+                  "the colour image goes through NV12 (chroma at half resolution) and AIPP, as the network was "
+                  "trained" if meta["preprocess"].get("colour") else
+                  "the gray image is fed as R = G = B, which makes the NV12 path lossless (U = V = 128)"),
               "",
               "## Training", "",
               "- Data: %s." % prov.get("dataset"),

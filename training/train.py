@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from pipeline.datasets import Sample, find_samples
 from pipeline.scoring import best_dice_threshold, roc_auc, threshold_metrics
-from pipeline.preprocess import PreprocessParams, crop_and_resize, preprocess, restore_to_original
+from device.aipp import aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
+from pipeline.preprocess import PreprocessParams, crop_and_resize, preprocess, restore_to_original, rgb_to_nv12
 from training.augment import canvas, geometric, photometric
 from training.models import build_model, count_macs, count_parameters_deployed
 
@@ -36,7 +37,7 @@ log = logging.getLogger("training")
 
 
 class Prepared:
-    """One sample in model space: gray input (uint8), soft label and FOV (float32 / bool)."""
+    """One sample in model space: network input (uint8), soft label and FOV (float32 / bool)."""
 
     def __init__(self, sample: Sample, params: PreprocessParams) -> None:
         self.sample = sample
@@ -45,10 +46,26 @@ class Prepared:
         self.x, self.y, self.m = to_model_space(rgb, label.astype(np.float32), params)
 
 
+def network_input(model_rgb: np.ndarray, colour: bool) -> np.ndarray:
+    """What the network sees of a preprocessed image, as uint8: the gray plane (H, W), which the NV12 path
+    carries losslessly, or for colour the (H, W, 3) image after the NV12 round trip and AIPP's conversion."""
+    if not colour:
+        return model_rgb[:, :, 0]
+    size = model_rgb.shape[0]
+    return aipp_csc_rgb(rgb_to_nv12(model_rgb), parse_aipp_cfg(default_aipp_cfg_text(size, size)))
+
+
+def to_tensor(xs: List[np.ndarray], device: torch.device) -> torch.Tensor:
+    """A batch of uint8 network inputs, (H, W) or (H, W, 3) each, as float NCHW in [0, 1]."""
+    x = np.stack(xs).astype(np.float32) / 255.0
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+
 def to_model_space(rgb: np.ndarray, label: np.ndarray, params: PreprocessParams):
     pre = preprocess(rgb, params)
     y = np.clip(crop_and_resize(label.astype(np.float32), pre.geometry), 0.0, 1.0)
-    return pre.model_rgb[:, :, 0], y.astype(np.float32), pre.fov
+    return network_input(pre.model_rgb, params.colour), y.astype(np.float32), pre.fov
 
 
 def split_samples(samples: List[Sample], val_count: int) -> Tuple[List[Sample], List[Sample]]:
@@ -81,8 +98,7 @@ LOSSES = {"bce+dice": bce_dice, "bce": lambda logits, target: F.binary_cross_ent
 def predict512(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        t = torch.from_numpy(x.astype(np.float32) / 255.0)[None, None].to(device)
-        p = torch.sigmoid(model(t))[0, 0].cpu().numpy()
+        p = torch.sigmoid(model(to_tensor([x], device)))[0, 0].cpu().numpy()
     model.train()
     return p
 
@@ -104,7 +120,8 @@ def final_validation(model: torch.nn.Module, items: List[Prepared], params: Prep
     scores, labels = [], []
     for it in items:
         pre = preprocess(it.rgb, params)
-        p = restore_to_original(predict512(model, pre.model_rgb[:, :, 0], device), pre.geometry, pre.fov_original)
+        x = network_input(pre.model_rgb, params.colour)
+        p = restore_to_original(predict512(model, x, device), pre.geometry, pre.fov_original)
         fov = it.fov_orig if it.fov_orig is not None else pre.fov_original
         scores.append(p[fov])
         labels.append(it.label[fov])
@@ -152,6 +169,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--run", required=True, help="run folder for checkpoints and logs")
     ap.add_argument("--arch", default="unet", choices=["unet", "wnet", "reference"])
     ap.add_argument("--channels", default="8,16,32,40", help="U-Net widths per level (of each U-Net in a W-Net)")
+    ap.add_argument("--colour", action="store_true",
+                    help="train on the colour image as the NV12/AIPP path delivers it (default: the gray plane)")
     ap.add_argument("--recipe", default="ours", choices=["ours", "reference"],
                     help="ours: BCE+Dice, camera augmentation, cosine LR; reference: balanced BCE, Adam 1e-3, "
                          "rot90/flip only")
@@ -192,8 +211,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
         saved = state["args"]
-        for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "recipe", "patch", "batch",
-                  "lr", "val_count", "seed", "loss", "init", "warmup", "ema"):
+        for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "colour", "recipe", "patch",
+                  "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema"):
             if k in saved:
                 setattr(args, k, saved[k])
         log.info("resuming %s at step %d (%.1f min done)", run, state["step"], state["elapsed"] / 60)
@@ -208,7 +227,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    params = PreprocessParams()
+    init: Optional[Dict] = None
+    if args.init and state is None:
+        init = torch.load(str(args.init), map_location="cpu", weights_only=False)
+        args.arch = init["arch"]
+        if "channels" in init.get("arch_kwargs", {}):
+            args.channels = ",".join(str(c) for c in init["arch_kwargs"]["channels"])
+        args.colour = bool(init.get("preprocess", {}).get("colour", False))
+    params = PreprocessParams(colour=bool(args.colour))
 
     samples = find_samples(Path(args.data), split=args.split, images=args.images, labels=args.labels, fov=args.fov)
     train_samples, val_samples = split_samples(samples, args.val_count)
@@ -216,14 +242,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     train = [Prepared(s, params) for s in train_samples]
     val = [Prepared(s, params) for s in val_samples]
 
-    init: Optional[Dict] = None
-    if args.init and state is None:
-        init = torch.load(str(args.init), map_location="cpu", weights_only=False)
-        args.arch = init["arch"]
-        if "channels" in init.get("arch_kwargs", {}):
-            args.channels = ",".join(str(c) for c in init["arch_kwargs"]["channels"])
-    kwargs = ({"channels": tuple(int(c) for c in args.channels.split(","))} if args.arch in ("unet", "wnet")
-              else {})
+    kwargs: Dict = ({"channels": tuple(int(c) for c in args.channels.split(","))} if args.arch in ("unet", "wnet")
+                    else {})
+    if params.colour:
+        kwargs["in_ch"] = 3
     model = build_model(args.arch, **kwargs).to(device)
     if init is not None:
         model.load_state_dict(init["model"])
@@ -287,7 +309,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             x, y, m = geometric(x, y, m, rng, args.patch)
             xs.append(x)
             ys.append(y)
-        xb = torch.from_numpy(np.stack(xs).astype(np.float32) / 255.0)[:, None].to(device)
+        xb = to_tensor(xs, device)
         yb = torch.from_numpy(np.stack(ys))[:, None].to(device)
         if hasattr(model, "forward_all"):
             loss = sum(loss_fn(out, yb) for out in model.forward_all(xb))   # every stage learns the label

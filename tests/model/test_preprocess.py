@@ -79,3 +79,28 @@ def test_params_from_a_bundle_reject_unknown_keys():
     assert PreprocessParams.from_mapping({"size": 256}).size == 256
     with pytest.raises(ValueError):
         PreprocessParams.from_mapping({"sharpen": 1})
+
+
+def test_a_colour_bundle_gets_the_colour_image_on_the_same_geometry_and_the_gray_one_the_same_as_before():
+    rgb, _, _ = make_fundus(565, 584, seed=1)
+    gray, colour = preprocess(rgb), preprocess(rgb, PreprocessParams(colour=True))
+    assert colour.geometry == gray.geometry and (colour.fov == gray.fov).all()
+    assert (colour.model_rgb[:, :, 1] == gray.model_rgb[:, :, 1]).all()     # green is normalised as in gray
+    assert not (colour.model_rgb[:, :, 0] == colour.model_rgb[:, :, 1]).all()
+    assert "colour" not in PreprocessParams().to_dict()                     # gray bundles read as before
+    assert PreprocessParams.from_mapping(PreprocessParams(colour=True).to_dict()).colour is True
+
+
+def test_the_colour_nv12_path_loses_only_chroma_detail():
+    from device.aipp import aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
+
+    rgb, _, _ = make_fundus(565, 584, seed=1)
+    model_rgb = preprocess(rgb, PreprocessParams(colour=True)).model_rgb
+    seen = aipp_csc_rgb(rgb_to_nv12(model_rgb), parse_aipp_cfg(default_aipp_cfg_text(512, 512)))
+    error = np.abs(seen.astype(np.int16) - model_rgb.astype(np.int16))
+    assert seen.shape == model_rgb.shape and error.mean() < 3.0 and error.max() > 0
+
+
+def test_a_yes_or_no_parameter_must_be_a_boolean():
+    with pytest.raises(ValueError, match="true or false"):
+        PreprocessParams.from_mapping({"colour": "no"})

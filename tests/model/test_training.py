@@ -73,7 +73,8 @@ def test_the_reference_architecture_has_the_published_size():
 
 
 @pytest.mark.parametrize("arch, kwargs", [("unet", {"channels": (4, 8, 8)}), ("wnet", {"channels": (4, 8)}),
-                                          ("reference", {})])
+                                          ("reference", {}), ("unet", {"channels": (4, 8), "in_ch": 3}),
+                                          ("wnet", {"channels": (4, 8), "in_ch": 3})])
 def test_the_exported_graph_computes_what_the_trained_network_computes_on_the_rgb_input(arch, kwargs):
     from device.onnx_proto import encode_model
     from training.models import build_model, export_graph
@@ -86,12 +87,13 @@ def test_the_exported_graph_computes_what_the_trained_network_computes_on_the_rg
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
     net.eval()
-    gray = np.random.default_rng(1).random((1, 1, 64, 64)).astype(np.float32)
+    image = np.random.default_rng(1).random((1, kwargs.get("in_ch", 1), 64, 64)).astype(np.float32)
     with torch.no_grad():
-        expected = torch.sigmoid(net(torch.from_numpy(gray)))[0, 0].numpy()
+        expected = torch.sigmoid(net(torch.from_numpy(image)))[0, 0].numpy()
     onnx_bytes = encode_model(export_graph(net, size=64))
     runner = cv2.dnn.readNetFromONNX(np.frombuffer(onnx_bytes, np.uint8))
-    runner.setInput(np.repeat(gray, 3, axis=1))   # AIPP delivers the gray image as R = G = B
+    # AIPP delivers a gray image as R = G = B, a colour one as it is
+    runner.setInput(np.repeat(image, 3, axis=1) if image.shape[1] == 1 else image)
     got = runner.forward().reshape(64, 64)
     assert np.abs(got - expected).max() < 1e-4
 
@@ -113,6 +115,47 @@ def test_a_wnet_is_two_unets_within_the_parameter_and_mac_budget_and_trains_end_
     for stage in ("first", "second"):
         name = stage + ".enc.0.0.0.weight"
         assert not torch.equal(ckpt["model"][name], initial[name])
+
+
+def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pipeline_for_colour(dataset,
+                                                                                                tmp_path):
+    import yaml
+
+    from pipeline.evaluate import evaluate
+    from training.export import main as export_main
+
+    run = tmp_path / "colour"
+    assert _train(dataset, run, "--colour", "--max-steps", "2") == 0
+    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert ckpt["preprocess"]["colour"] is True and ckpt["arch_kwargs"]["in_ch"] == 3
+    assert _train(dataset, run, "--resume", "--max-steps", "3") == 0      # resuming keeps it a colour run
+    assert torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)["step"] == 3
+    out = tmp_path / "models" / "colour"
+    assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
+    meta = yaml.safe_load((out / "model.yaml").read_text())
+    assert meta["preprocess"]["colour"] is True and " --colour" in meta["provenance"]["command"]
+    res = evaluate(dataset, out, precision="fp16", images="images", labels="labels", fov="fov")
+    assert res["images"] == 4 and 0.0 <= res["summary"]["pooled_auc"] <= 1.0
+
+    # what training fed the network is what the appliance feeds it: pipeline + simulated AIPP == torch
+    from device import load_bundle, open_session
+    from pipeline.stages import ModelInfo, StageSettings, Stages, WorkItem
+    from training.models import build_model
+    from training.train import network_input, predict512
+
+    net = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
+    net.load_state_dict(torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)["model"])
+    bundle = load_bundle(str(out))
+    image = sorted((dataset / "images").iterdir())[0]
+    with open_session(bundle, runtime="sim", sim_options={"precision": "fp32"}) as sess:
+        stages = Stages(ModelInfo.from_bundle(bundle, runtime=sess.runtime_name, precision="fp32"),
+                        StageSettings(max_pixels=10 ** 8, max_bytes=1 << 30), tmp_path, name_by="stem")
+        job = stages.prepare(WorkItem(id="x", sha256="", source=image.name, path=image))
+        sess.write_input(0, job.model_input)
+        sess.execute(0)
+        deployed = sess.read_output(0).reshape(512, 512)
+    trained = predict512(net, network_input(job.pre.model_rgb, colour=True), torch.device("cpu"))
+    assert np.abs(deployed - trained).max() < 1e-4
 
 
 def test_a_fine_tuning_run_starts_from_another_runs_weights_with_its_own_loss_and_schedule(dataset, tmp_path):
