@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 from pipeline.datasets import Sample, find_samples
 from pipeline.scoring import best_dice_threshold, roc_auc, threshold_metrics
-from device.aipp import aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
+from device.aipp import AippConfig, aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
 from pipeline.preprocess import PreprocessParams, crop_and_resize, preprocess, restore_to_original, rgb_to_nv12
 from training.augment import canvas, geometric, photometric
 from training.models import build_model, count_macs, count_parameters_deployed
@@ -51,8 +52,13 @@ def network_input(model_rgb: np.ndarray, colour: bool) -> np.ndarray:
     carries losslessly, or for colour the (H, W, 3) image after the NV12 round trip and AIPP's conversion."""
     if not colour:
         return model_rgb[:, :, 0]
-    size = model_rgb.shape[0]
-    return aipp_csc_rgb(rgb_to_nv12(model_rgb), parse_aipp_cfg(default_aipp_cfg_text(size, size)))
+    return aipp_csc_rgb(rgb_to_nv12(model_rgb), _aipp_config(model_rgb.shape[0]))
+
+
+@functools.lru_cache(maxsize=4)
+def _aipp_config(size: int) -> AippConfig:
+    """The AIPP that export writes into a bundle (parsed once per size)."""
+    return parse_aipp_cfg(default_aipp_cfg_text(size, size))
 
 
 def to_tensor(xs: List[np.ndarray], device: torch.device) -> torch.Tensor:
