@@ -2,7 +2,8 @@
 
     python -m training.train --data ../shared/datasets/DRIVE --run runs/unet --budget-min 45
     python -m training.train --data DIR --images imgs --labels gt --fov masks --run runs/x   # other datasets
-    python -m training.train --run runs/unet --resume --budget-min 30                         # another sitting
+    python -m training.train --run runs/unet --resume                 # another sitting, same 45-min total budget
+    python -m training.train --run runs/unet --resume --budget-min 60  # another sitting, total raised to 60 min
 
 Checkpoints (``last.pt`` every few minutes, ``best.pt`` on the best validation AUC) resume exactly:
 model, optimiser, step, elapsed time and random state. A held-out part of the training images
@@ -35,6 +36,7 @@ from training.augment import canvas, geometric, photometric
 from training.models import build_model, count_macs, count_parameters_deployed
 
 log = logging.getLogger("training")
+DEFAULT_BUDGET_MIN = 45.0
 
 
 class Prepared:
@@ -180,8 +182,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--recipe", default="ours", choices=["ours", "reference"],
                     help="ours: BCE+Dice, camera augmentation, cosine LR; reference: balanced BCE, Adam 1e-3, "
                          "rot90/flip only")
-    ap.add_argument("--budget-min", type=float, default=45.0,
-                    help="wall-time budget in minutes (total, resumes add up)")
+    ap.add_argument("--budget-min", type=float, default=None,
+                    help="wall-time budget in minutes for the whole run, all sittings together (default 45; "
+                         "--resume keeps the run's own budget unless this is given)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = budget only)")
     ap.add_argument("--patch", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
@@ -221,7 +224,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                   "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema"):
             if k in saved:
                 setattr(args, k, saved[k])
-        log.info("resuming %s at step %d (%.1f min done)", run, state["step"], state["elapsed"] / 60)
+        if args.budget_min is None:
+            args.budget_min = saved.get("budget_min") or DEFAULT_BUDGET_MIN
+        log.info("resuming %s at step %d (%.1f of %.0f min done)", run, state["step"], state["elapsed"] / 60,
+                 args.budget_min)
+    if args.budget_min is None:
+        args.budget_min = DEFAULT_BUDGET_MIN
     if not args.data:
         log.error("--data is required")
         return 2
@@ -292,7 +300,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     t_start = time.time() - elapsed
     last_val = last_save = time.time()
     warmup = max(1, args.warmup)
-    running = 0.0
+    running, sitting_steps = 0.0, 0
     while True:
         elapsed = time.time() - t_start
         if elapsed >= budget or (args.max_steps and step >= args.max_steps):
@@ -328,7 +336,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             average.update(model)
         step += 1
         lv = float(loss.detach())
-        running = 0.98 * running + 0.02 * lv if step > 1 else lv
+        running = 0.98 * running + 0.02 * lv if sitting_steps else lv
+        sitting_steps += 1
         now = time.time()
         if step % 20 == 0:
             log.info("step %d  %.1f/%.0f min  loss %.4f  lr %.2e", step, (now - t_start) / 60, budget / 60,

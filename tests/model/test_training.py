@@ -164,6 +164,20 @@ def test_a_fine_tuning_run_starts_from_another_runs_weights_with_its_own_loss_an
     assert summary["loss"] == "bce" and summary["init"] == str(base / "best.pt")
 
 
+def test_a_resumed_run_keeps_its_own_time_budget_unless_a_new_one_is_given(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert _train(dataset, run, "--max-steps", "2", "--budget-min", "100") == 0
+    state = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    state["elapsed"] = 50 * 60.0          # past the 45-minute default, well inside the run's 100 minutes
+    torch.save(state, str(run / "last.pt"))
+    assert _train(dataset, run, "--resume", "--max-steps", "4") == 0
+    resumed = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert resumed["step"] == 4 and resumed["args"]["budget_min"] == 100
+    assert _train(dataset, run, "--resume", "--max-steps", "6", "--budget-min", "40") == 0   # 40 min: already spent
+    stopped = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert stopped["step"] == 4 and stopped["args"]["budget_min"] == 40
+
+
 def test_with_ema_the_checkpoint_holds_the_averaged_weights_and_resumes_the_raw_ones(dataset, tmp_path):
     run = tmp_path / "ema"
     assert _train(dataset, run, "--max-steps", "3", "--ema", "0.5") == 0
