@@ -48,8 +48,8 @@ def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: in
 
 # The options that decide what a run learns, in the order a command lists them; _ALWAYS_SHOWN ones even at default.
 _ALWAYS_SHOWN = ("arch", "recipe", "budget_min", "patch", "batch", "seed")
-_RESULT_OPTIONS = ("arch", "channels", "colour", "recipe", "loss", "init", "budget_min", "max_steps", "lr", "warmup",
-                   "ema", "aug_prob", "patch", "batch", "val_count", "seed")
+_RESULT_OPTIONS = ("arch", "channels", "colour", "fov_margin", "recipe", "loss", "init", "budget_min", "max_steps",
+                   "lr", "warmup", "ema", "aug_prob", "patch", "batch", "val_count", "seed")
 
 
 def command_line(targs: Dict[str, Any]) -> str:

@@ -179,6 +179,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--channels", default="8,16,32,40", help="U-Net widths per level (of each U-Net in a W-Net)")
     ap.add_argument("--colour", action="store_true",
                     help="train on the colour image as the NV12/AIPP path delivers it (default: the gray plane)")
+    ap.add_argument("--fov-margin", type=float, default=PreprocessParams.fov_margin,
+                    help="border kept around the field of view, as a fraction of its diameter (the bundle records it)")
     ap.add_argument("--recipe", default="ours", choices=["ours", "reference"],
                     help="ours: BCE+Dice, camera augmentation, cosine LR; reference: balanced BCE, Adam 1e-3, "
                          "rot90/flip only")
@@ -220,8 +222,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
         saved = state["args"]
-        for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "colour", "recipe", "patch",
-                  "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema"):
+        for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "colour", "fov_margin", "recipe",
+                  "patch", "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema"):
             if k in saved:
                 setattr(args, k, saved[k])
         if args.budget_min is None:
@@ -248,7 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "channels" in init.get("arch_kwargs", {}):
             args.channels = ",".join(str(c) for c in init["arch_kwargs"]["channels"])
         args.colour = bool(init.get("preprocess", {}).get("colour", False))
-    params = PreprocessParams(colour=bool(args.colour))
+        args.fov_margin = float(init.get("preprocess", {}).get("fov_margin", PreprocessParams.fov_margin))
+    params = PreprocessParams(colour=bool(args.colour), fov_margin=float(args.fov_margin))
 
     samples = find_samples(Path(args.data), split=args.split, images=args.images, labels=args.labels, fov=args.fov)
     train_samples, val_samples = split_samples(samples, args.val_count)

@@ -178,6 +178,22 @@ def test_a_resumed_run_keeps_its_own_time_budget_unless_a_new_one_is_given(datas
     assert stopped["step"] == 4 and stopped["args"]["budget_min"] == 40
 
 
+def test_the_fov_margin_a_run_trains_with_is_kept_on_resume_and_recorded_in_its_bundle(dataset, tmp_path):
+    import yaml
+
+    from training.export import main as export_main
+
+    run = tmp_path / "tight"
+    assert _train(dataset, run, "--fov-margin", "0", "--max-steps", "2") == 0
+    assert _train(dataset, run, "--resume", "--max-steps", "3") == 0
+    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert ckpt["step"] == 3 and ckpt["preprocess"]["fov_margin"] == 0.0
+    out = tmp_path / "models" / "tight"
+    assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
+    meta = yaml.safe_load((out / "model.yaml").read_text())
+    assert meta["preprocess"]["fov_margin"] == 0.0 and " --fov-margin 0.0" in meta["provenance"]["command"]
+
+
 def test_with_ema_the_checkpoint_holds_the_averaged_weights_and_resumes_the_raw_ones(dataset, tmp_path):
     run = tmp_path / "ema"
     assert _train(dataset, run, "--max-steps", "3", "--ema", "0.5") == 0
