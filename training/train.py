@@ -277,6 +277,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         model.load_state_dict(state.get("train_model", state["model"]))
         opt.load_state_dict(state["opt"])
         step, elapsed, best_auc, history = state["step"], state["elapsed"], state["best_auc"], state["history"]
+        if (run / "best.pt").exists():   # best.pt may be newer than last.pt: never overwrite it with a worse one
+            best_auc = max(best_auc, torch.load(str(run / "best.pt"), map_location="cpu",
+                                                weights_only=False).get("best_auc", -1.0))
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])

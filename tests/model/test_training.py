@@ -178,6 +178,20 @@ def test_a_resumed_run_keeps_its_own_time_budget_unless_a_new_one_is_given(datas
     assert stopped["step"] == 4 and stopped["args"]["budget_min"] == 40
 
 
+def test_resuming_from_a_last_checkpoint_older_than_the_best_one_keeps_the_best_one(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert _train(dataset, run, "--max-steps", "3") == 0
+    best = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
+    best["best_auc"] = 2.0                # a best checkpoint no later validation can beat
+    torch.save(best, str(run / "best.pt"))
+    last = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    last["best_auc"] = -1.0               # saved before that best one was found
+    torch.save(last, str(run / "last.pt"))
+    assert _train(dataset, run, "--resume", "--max-steps", "4") == 0
+    kept = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
+    assert kept["best_auc"] == 2.0 and kept["step"] == best["step"]
+
+
 def test_the_fov_margin_a_run_trains_with_is_kept_on_resume_and_recorded_in_its_bundle(dataset, tmp_path):
     import yaml
 
