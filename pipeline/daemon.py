@@ -544,19 +544,22 @@ class Daemon(object):
         ``ingest.after``) once the original is done, quarantined if the original fails; never before."""
         with self._lock:
             self._held_duplicates.setdefault(rid, []).append(path)
-        if _row_dict(self.journal.get(rid)).get("state") in ("done", "failed"):   # it finished meanwhile
-            self.settle_duplicates(rid)
+        row = _row_dict(self.journal.get(rid))
+        if row.get("state") in ("done", "failed"):   # it finished meanwhile
+            self.settle_duplicates(rid, row)
 
-    def settle_duplicates(self, rid: str) -> None:
-        """Apply the original's outcome (journal state done/failed) to the duplicates held for ``rid``."""
+    def settle_duplicates(self, rid: str, outcome: Dict[str, Any]) -> None:
+        """Apply the original's outcome to the duplicates held for ``rid``.
+
+        ``outcome`` is the journal row as the original's end left it (``state`` done or failed, and for a
+        failure its ``source`` and ``reason``). It is passed in, not read back, because a retry of the same
+        content may requeue the row in between; the duplicates still follow the run they waited for.
+        """
         with self._lock:
             paths = self._held_duplicates.pop(rid, [])
-        if not paths:
-            return
-        row = _row_dict(self.journal.get(rid))
         for path in paths:
-            if row.get("state") == "failed":
-                self._quarantine_duplicate(path, rid, row)
+            if outcome.get("state") == "failed":
+                self._quarantine_duplicate(path, rid, outcome)
             else:
                 self._after_done(path, rid)
 
@@ -865,7 +868,7 @@ class _Callbacks(object):
         total = job.timings_ms.get("total", 0.0)
         log.info("done %s -> results/%s (%.0f ms)", job.item.source, job.item.id, total)
         self.d._after_done(Path(job.item.path), job.item.id)
-        self.d.settle_duplicates(job.item.id)
+        self.d.settle_duplicates(job.item.id, {"state": "done"})
 
     def on_rejected(self, item: Any, reason: str, detail: str) -> None:
         from pipeline.quarantine import quarantine_file
@@ -875,8 +878,10 @@ class _Callbacks(object):
                             result_id=item.id)
         except OSError as exc:
             log.error("cannot quarantine %s: %s", item.path, exc)
-        self.d.journal.mark(item.id, "failed", "%s: %s" % (reason, detail))
-        self.d.settle_duplicates(item.id)
+        failure = "%s: %s" % (reason, detail)
+        self.d.journal.mark(item.id, "failed", failure)
+        self.d.settle_duplicates(item.id, {"state": "failed", "source": item.source, "reason": failure,
+                                           "sha256": item.sha256})
 
     def on_state(self, state: Any, reason: str) -> None:
         if self.d.notifier is not None and self.d.scheduler is not None:

@@ -128,6 +128,31 @@ def test_a_duplicate_of_an_item_that_later_fails_is_quarantined_with_it_not_left
     assert os.listdir(str(d.paths.capture)) == []
 
 
+def test_a_held_duplicate_is_quarantined_even_when_a_retry_requeues_the_failed_item_at_once(running):
+    d = running()
+    d.scheduler.pause("held by the test", kind="manual")
+    bad = b""                                                      # an empty file: rejected at decode
+    (d.paths.capture / "first.jpg").write_bytes(bad)
+    _wait(lambda: d.status()["queued"] == 1, what="first copy queued")
+    (d.paths.capture / "second.png").write_bytes(bad)
+    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate held while the first is queued")
+    mark = d.journal.mark
+
+    def mark_then_a_retry_arrives(rid, state, *args, **kwargs):
+        # what a third copy does when it lands right after the failure: the row is requeued (a retry)
+        # before the failed run settles the duplicate it was holding
+        mark(rid, state, *args, **kwargs)
+        if state == "failed":
+            d.journal.requeue(rid, source="third.tif", path=str(d.paths.capture / "third.tif"))
+
+    d.journal.mark = mark_then_a_retry_arrives
+    d.scheduler.resume("manual")
+    _wait(lambda: len(d.results.quarantined()) == 2, what="both copies quarantined")
+    reasons = {q["source"]: q["reason"] for q in d.results.quarantined()}
+    assert reasons == {"first.jpg": "empty_file", "second.png": "duplicate_of_failed"}
+    assert os.listdir(str(d.paths.capture)) == []
+
+
 def test_a_duplicate_of_an_item_in_flight_is_archived_only_once_the_original_is_done(running, cfg):
     cfg["ingest"]["after"] = "archive"
     d = running(cfg)
