@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import default_config
-from pipeline.results import is_complete
 
 from pipefakes import fundus_like, tiny_bundle, write_image
 
