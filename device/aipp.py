@@ -244,7 +244,7 @@ def aipp_csc_rgb(nv12: np.ndarray, cfg: AippConfig) -> np.ndarray:
     """What AIPP's colour conversion makes of one NV12 image, as (H, W, 3) uint8 (before mean/scale):
     the image a model behind this AIPP really sees, for training on the same input."""
     arr = np.asarray(nv12, dtype=np.uint8).reshape(cfg.nv12_shape)
-    return np.ascontiguousarray(_csc_uint8(arr, cfg).transpose(1, 2, 0).astype(np.uint8))
+    return _csc_uint8(arr, cfg).transpose(1, 2, 0).astype(np.uint8, order="C")
 
 
 def aipp_nv12_to_nchw(nv12: np.ndarray, cfg: AippConfig, precision: str = "fp16") -> np.ndarray:
