@@ -249,8 +249,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.arch = init["arch"]
         if "channels" in init.get("arch_kwargs", {}):
             args.channels = ",".join(str(c) for c in init["arch_kwargs"]["channels"])
-        args.colour = bool(init.get("preprocess", {}).get("colour", False))
-        args.fov_margin = float(init.get("preprocess", {}).get("fov_margin", PreprocessParams.fov_margin))
+        init_pre = PreprocessParams.from_mapping(init.get("preprocess"))
+        args.colour, args.fov_margin = init_pre.colour, init_pre.fov_margin
     params = PreprocessParams(colour=bool(args.colour), fov_margin=float(args.fov_margin))
 
     samples = find_samples(Path(args.data), split=args.split, images=args.images, labels=args.labels, fov=args.fov)
