@@ -49,9 +49,30 @@ def canvas(rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Tupl
     return big, big_lab
 
 
+def rotate_scale(x: np.ndarray, y: np.ndarray, m: np.ndarray, angle: float, scale: float,
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotate by ``angle`` degrees and zoom by ``scale`` about the centre of model-space arrays. The image and
+    the soft label are interpolated linearly, the FOV mask by nearest neighbour; the image's border is
+    replicated (the fill outside the FOV), the label and the mask are 0 there."""
+    h, w = y.shape[:2]
+    mat = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, scale)
+    x = cv2.warpAffine(np.ascontiguousarray(x), mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    y = cv2.warpAffine(np.ascontiguousarray(y, dtype=np.float32), mat, (w, h), flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    m = cv2.warpAffine(np.ascontiguousarray(m, dtype=np.uint8), mat, (w, h), flags=cv2.INTER_NEAREST,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+    return x, y, m
+
+
 def geometric(x: np.ndarray, y: np.ndarray, m: np.ndarray, rng: np.random.Generator, patch: int,
-              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random rot90/flip and a random ``patch`` crop of model-space arrays (H, W)."""
+              rotate: float = 0.0, scale_jitter: float = 0.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random rot90/flip and a random ``patch`` crop of model-space arrays (H, W). With ``rotate`` > 0, also a
+    rotation by up to that many degrees either way; with ``scale_jitter`` > 0, a zoom by a factor within
+    1 +/- that fraction (vessel widths vary a little between cameras even after the FOV is normalised)."""
+    if rotate > 0 or scale_jitter > 0:
+        angle = float(rng.uniform(-rotate, rotate)) if rotate > 0 else 0.0
+        scale = float(rng.uniform(1.0 - scale_jitter, 1.0 + scale_jitter)) if scale_jitter > 0 else 1.0
+        x, y, m = rotate_scale(x, y, m, angle, scale)
     k = int(rng.integers(0, 4))
     x, y, m = np.rot90(x, k), np.rot90(y, k), np.rot90(m, k)
     if rng.random() < 0.5:

@@ -49,7 +49,7 @@ def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: in
 # The options that decide what a run learns, in the order a command lists them; _ALWAYS_SHOWN ones even at default.
 _ALWAYS_SHOWN = ("arch", "recipe", "budget_min", "patch", "batch", "seed")
 _RESULT_OPTIONS = ("arch", "channels", "colour", "fov_margin", "recipe", "loss", "init", "budget_min", "max_steps",
-                   "lr", "warmup", "ema", "aug_prob", "patch", "batch", "val_count", "seed")
+                   "lr", "warmup", "ema", "aug_prob", "rotate", "scale_jitter", "patch", "batch", "val_count", "seed")
 
 
 def command_line(targs: Dict[str, Any]) -> str:
@@ -66,7 +66,7 @@ def command_line(targs: Dict[str, Any]) -> str:
         if isinstance(value, bool):          # a flag: named when set
             parts.append("--%s" % key.replace("_", "-"))
             continue
-        parts.append("--%s %s" % (key.replace("_", "-"), "INIT_RUN/best.pt" if key == "init" else value))
+        parts.append("--%s %s" % (key.replace("_", "-"), "INIT_RUN/" + Path(str(value)).name if key == "init" else value))
     return " ".join(parts)
 
 

@@ -193,6 +193,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--val-count", type=int, default=4, help="training images held out for validation")
     ap.add_argument("--val-every-s", type=float, default=150.0)
+    ap.add_argument("--rotate", type=float, default=0.0,
+                    help="also rotate each sample by up to this many degrees either way (0 = rot90/flips only)")
+    ap.add_argument("--scale-jitter", type=float, default=0.0,
+                    help="also zoom each sample by a factor within 1 +/- this fraction (0 = none)")
     ap.add_argument("--aug-prob", type=float, default=0.35, help="chance a sample is a fresh camera-like variant")
     ap.add_argument("--loss", default=None, choices=sorted(LOSSES),
                     help="training loss (default: bce+dice for ours, balanced-bce for reference)")
@@ -223,7 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
         saved = state["args"]
         for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "colour", "fov_margin", "recipe",
-                  "patch", "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema"):
+                  "patch", "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema", "rotate", "scale_jitter",
+                  "aug_prob"):
             if k in saved:
                 setattr(args, k, saved[k])
         if args.budget_min is None:
@@ -326,7 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 x, y, m = to_model_space(photometric(rgb, rng), lab, params)
             else:
                 x, y, m = it.x, it.y, it.m
-            x, y, m = geometric(x, y, m, rng, args.patch)
+            x, y, m = geometric(x, y, m, rng, args.patch, args.rotate, args.scale_jitter)
             xs.append(x)
             ys.append(y)
         xb = to_tensor(xs, device)

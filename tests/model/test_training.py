@@ -256,3 +256,19 @@ def test_the_recorded_command_names_every_option_that_changes_what_is_learned():
     assert "--channels 12,16,32,40" in command and "--aug-prob 0.5" in command
     assert "--threads" not in command and "--warmup" not in command   # not a result option / at its default
     assert "--arch unet" in command and "--recipe ours" in command and "--seed 0" in command   # always shown
+
+
+def test_rotation_and_zoom_augmentation_are_kept_on_resume_and_named_in_the_bundles_command(dataset, tmp_path):
+    import yaml
+
+    from training.export import main as export_main
+
+    run = tmp_path / "rot"
+    assert _train(dataset, run, "--rotate", "20", "--scale-jitter", "0.05", "--max-steps", "2") == 0
+    assert _train(dataset, run, "--resume", "--max-steps", "3") == 0
+    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    assert ckpt["step"] == 3 and ckpt["args"]["rotate"] == 20.0 and ckpt["args"]["scale_jitter"] == 0.05
+    out = tmp_path / "models" / "rot"
+    assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
+    command = yaml.safe_load((out / "model.yaml").read_text())["provenance"]["command"]
+    assert " --rotate 20.0" in command and " --scale-jitter 0.05" in command
