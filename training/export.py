@@ -66,7 +66,8 @@ def command_line(targs: Dict[str, Any]) -> str:
         if isinstance(value, bool):          # a flag: named when set
             parts.append("--%s" % key.replace("_", "-"))
             continue
-        parts.append("--%s %s" % (key.replace("_", "-"), "INIT_RUN/" + Path(str(value)).name if key == "init" else value))
+        shown = "INIT_RUN/" + Path(str(value)).name if key == "init" else value
+        parts.append("--%s %s" % (key.replace("_", "-"), shown))
     return " ".join(parts)
 
 

@@ -227,8 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
         saved = state["args"]
         for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "colour", "fov_margin", "recipe",
-                  "patch", "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema", "rotate", "scale_jitter",
-                  "aug_prob"):
+                  "patch", "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema", "aug_prob", "rotate",
+                  "scale_jitter"):
             if k in saved:
                 setattr(args, k, saved[k])
         if args.budget_min is None:
