@@ -122,22 +122,33 @@ def validate(model: torch.nn.Module, items: List[Prepared], device: torch.device
     return {"auc": roc_auc(s, y), "dice@0.5": threshold_metrics(s, y, 0.5)["dice"]}
 
 
-def final_validation(model: torch.nn.Module, items: List[Prepared], params: PreprocessParams,
-                     device: torch.device) -> Dict[str, float]:
-    """At the original size, inside the dataset's FOV masks: AUC, the best-Dice threshold and its metrics."""
-    scores, labels = [], []
+def original_size_probabilities(model: torch.nn.Module, items: List[Prepared], params: PreprocessParams,
+                                device: torch.device) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """The network's probability for each item at its original size, restored the way the product path does,
+    and the field of view to score it in: the dataset's FOV mask, or the detected one where it has none."""
+    probs, fovs = [], []
     for it in items:
         pre = preprocess(it.rgb, params)
         x = network_input(pre.model_rgb, params.colour)
-        p = restore_to_original(predict512(model, x, device), pre.geometry, pre.fov_original)
-        fov = it.fov_orig if it.fov_orig is not None else pre.fov_original
-        scores.append(p[fov])
-        labels.append(it.label[fov])
-    s, y = np.concatenate(scores), np.concatenate(labels)
+        probs.append(restore_to_original(predict512(model, x, device), pre.geometry, pre.fov_original))
+        fovs.append(it.fov_orig if it.fov_orig is not None else pre.fov_original)
+    return probs, fovs
+
+
+def score_original_size(probs: List[np.ndarray], fovs: List[np.ndarray], items: List[Prepared]) -> Dict[str, float]:
+    """Inside the FOVs: AUC, the best-Dice threshold and its metrics."""
+    s = np.concatenate([p[f] for p, f in zip(probs, fovs)])
+    y = np.concatenate([it.label[f] for it, f in zip(items, fovs)])
     t = best_dice_threshold(s, y)
     out = {"auc": roc_auc(s, y), "threshold": t}
     out.update(threshold_metrics(s, y, t))
     return out
+
+
+def final_validation(model: torch.nn.Module, items: List[Prepared], params: PreprocessParams,
+                     device: torch.device) -> Dict[str, float]:
+    """At the original size, inside the dataset's FOV masks: AUC, the best-Dice threshold and its metrics."""
+    return score_original_size(*original_size_probabilities(model, items, params, device), items)
 
 
 class WeightAverage:

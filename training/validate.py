@@ -1,11 +1,13 @@
 """Validate a checkpoint at the original size on its run's held-out images, and record it in summary.json.
 
     python -m training.validate --checkpoint runs/twin/last.pt
+    python -m training.validate --checkpoint runs/a/last.pt --ensemble runs/b/last.pt runs/c/last.pt
 
 A final fit on all training images ships its *last* step and has no images of its own to validate on; its
 twin (the same command with images held out) does. This scores the twin's last checkpoint the way training
 scores its best one (AUC inside the FOV masks, the best-Dice threshold and its metrics) and writes it to the
 twin's summary.json as ``validation_last``, which ``training.export --validation-from`` then uses.
+With ``--ensemble`` it scores the mean of several twins' probabilities instead, and records nothing.
 """
 from __future__ import annotations
 
@@ -14,20 +16,22 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from pipeline.datasets import find_samples
 from pipeline.preprocess import PreprocessParams
 from training.models import build_model
-from training.train import Prepared, final_validation, split_samples
+from training.train import (Prepared, final_validation, original_size_probabilities, score_original_size,
+                            split_samples)
 
 log = logging.getLogger("training.validate")
 
 
-def validate_checkpoint(ckpt_path: Path) -> Dict[str, float]:
-    """Original-size validation of a checkpoint on the images its run held out."""
+def _load(ckpt_path: Path) -> Tuple[Dict, PreprocessParams, List[Prepared], torch.nn.Module]:
+    """A checkpoint, its preprocessing, the images its run held out (prepared with it) and its network."""
     ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
     targs = ckpt["args"]
     if not targs.get("val_count"):
@@ -38,17 +42,63 @@ def validate_checkpoint(ckpt_path: Path) -> Dict[str, float]:
     val = [Prepared(s, params) for s in split_samples(samples, targs["val_count"])[1]]
     model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
     model.load_state_dict(ckpt["model"])
+    return ckpt, params, val, model
+
+
+def validate_checkpoint(ckpt_path: Path) -> Dict[str, float]:
+    """Original-size validation of a checkpoint on the images its run held out."""
+    ckpt, params, val, model = _load(ckpt_path)
     result = final_validation(model, val, params, torch.device("cpu"))
     result["step"] = int(ckpt["step"])
     return result
+
+
+def validate_ensemble(ckpt_paths: Sequence[Path]) -> Dict[str, Any]:
+    """Each checkpoint alone and the mean of their probabilities, on the images all their runs held out: how
+    far averaging networks (or distilling them into one) could move the validation AUC. Each network gets its
+    own run's preprocessing."""
+    if not ckpt_paths:
+        raise ValueError("an ensemble needs at least one checkpoint")
+    members: Dict[str, float] = {}
+    total: Optional[List[np.ndarray]] = None
+    fovs: List[np.ndarray] = []
+    names: Optional[List[str]] = None
+    val: List[Prepared] = []
+    for path in ckpt_paths:
+        _, params, val, model = _load(path)
+        held_out = [it.sample.name for it in val]
+        if names is not None and held_out != names:
+            raise ValueError("%s held out %s, the others %s: an ensemble needs the same images"
+                             % (path, held_out, names))
+        names = held_out
+        probs, fovs = original_size_probabilities(model, val, params, torch.device("cpu"))
+        members[str(path)] = score_original_size(probs, fovs, val)["auc"]
+        log.info("%s: AUC %.4f", path, members[str(path)])
+        total = probs if total is None else [t + p for t, p in zip(total, probs)]
+    mean = score_original_size([t / len(ckpt_paths) for t in total or []], fovs, val)
+    return {"members": members, "ensemble": mean}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.validate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="a run's last.pt (or best.pt)")
+    ap.add_argument("--ensemble", nargs="+", metavar="CHECKPOINT", default=[],
+                    help="also average these checkpoints' probabilities with --checkpoint's and score the mean "
+                         "(an upper bound for distilling them into one network); records nothing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if args.ensemble:
+        paths = [Path(args.checkpoint)] + [Path(p) for p in args.ensemble]
+        try:
+            ens = validate_ensemble(paths)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        log.info("mean of %d networks: AUC %.4f  Dice %.4f at threshold %.2f (best single %.4f)", len(paths),
+                 ens["ensemble"]["auc"], ens["ensemble"]["dice"], ens["ensemble"]["threshold"],
+                 max(ens["members"].values()))
+        return 0
     path = Path(args.checkpoint)
     try:
         result = validate_checkpoint(path)

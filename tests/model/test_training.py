@@ -272,3 +272,23 @@ def test_rotation_and_zoom_augmentation_are_kept_on_resume_and_named_in_the_bund
     assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
     command = yaml.safe_load((out / "model.yaml").read_text())["provenance"]["command"]
     assert " --rotate 20.0" in command and " --scale-jitter 0.05" in command
+
+
+def test_an_ensemble_averages_twins_held_out_on_the_same_images_and_refuses_others(dataset, tmp_path):
+    from training.validate import main as validate_main
+    from training.validate import validate_checkpoint, validate_ensemble
+
+    a, b, other = tmp_path / "a", tmp_path / "b", tmp_path / "other"
+    assert _train(dataset, a, "--max-steps", "2") == 0
+    assert _train(dataset, b, "--max-steps", "2", "--seed", "1") == 0
+    assert _train(dataset, other, "--max-steps", "1", "--val-count", "2") == 0
+    single = validate_checkpoint(a / "last.pt")
+    with_itself = validate_ensemble([a / "last.pt", a / "last.pt"])
+    assert with_itself["ensemble"]["auc"] == pytest.approx(single["auc"], abs=1e-9)
+    pair = validate_ensemble([a / "last.pt", b / "last.pt"])
+    assert set(pair["members"]) == {str(a / "last.pt"), str(b / "last.pt")}
+    assert 0.0 <= pair["ensemble"]["auc"] <= 1.0 and pair["members"][str(a / "last.pt")] == single["auc"]
+    assert validate_main(["--checkpoint", str(a / "last.pt"), "--ensemble", str(other / "last.pt")]) == 2
+    summary = json.loads((a / "summary.json").read_text())
+    assert validate_main(["--checkpoint", str(a / "last.pt"), "--ensemble", str(b / "last.pt")]) == 0
+    assert json.loads((a / "summary.json").read_text()) == summary      # an ensemble records nothing
