@@ -85,7 +85,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--checkpoint", required=True, help="a run's last.pt (or best.pt)")
     ap.add_argument("--ensemble", nargs="+", metavar="CHECKPOINT", default=[],
                     help="also average these checkpoints' probabilities with --checkpoint's and score the mean "
-                         "(an upper bound for distilling them into one network); records nothing")
+                         "(about what distilling them into one network could reach); records nothing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.ensemble:
