@@ -243,11 +243,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             if k in saved:
                 setattr(args, k, saved[k])
         if args.budget_min is None:
-            args.budget_min = saved.get("budget_min") or DEFAULT_BUDGET_MIN
-        log.info("resuming %s at step %d (%.1f of %.0f min done)", run, state["step"], state["elapsed"] / 60,
-                 args.budget_min)
+            args.budget_min = saved.get("budget_min")
     if args.budget_min is None:
         args.budget_min = DEFAULT_BUDGET_MIN
+    if state is not None:
+        log.info("resuming %s at step %d (%.1f of %.0f min done)", run, state["step"], state["elapsed"] / 60,
+                 args.budget_min)
     if not args.data:
         log.error("--data is required")
         return 2

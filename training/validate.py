@@ -60,22 +60,20 @@ def validate_ensemble(ckpt_paths: Sequence[Path]) -> Dict[str, Any]:
     if not ckpt_paths:
         raise ValueError("an ensemble needs at least one checkpoint")
     members: Dict[str, float] = {}
-    total: Optional[List[np.ndarray]] = None
-    fovs: List[np.ndarray] = []
-    names: Optional[List[str]] = None
-    val: List[Prepared] = []
+    per_network: List[List[np.ndarray]] = []
+    names: List[str] = []
     for path in ckpt_paths:
         _, params, val, model = _load(path)
         held_out = [it.sample.name for it in val]
-        if names is not None and held_out != names:
+        names = names or held_out
+        if held_out != names:
             raise ValueError("%s held out %s, the others %s: an ensemble needs the same images"
                              % (path, held_out, names))
-        names = held_out
         probs, fovs = original_size_probabilities(model, val, params, torch.device("cpu"))
         members[str(path)] = score_original_size(probs, fovs, val)["auc"]
         log.info("%s: AUC %.4f", path, members[str(path)])
-        total = probs if total is None else [t + p for t, p in zip(total, probs)]
-    mean = score_original_size([t / len(ckpt_paths) for t in total or []], fovs, val)
+        per_network.append(probs)
+    mean = score_original_size([np.mean(image, axis=0) for image in zip(*per_network)], fovs, val)
     return {"members": members, "ensemble": mean}
 
 
