@@ -29,6 +29,10 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
+def _ckpt(path: Path) -> dict:
+    return torch.load(str(path), map_location="cpu", weights_only=False)
+
+
 def _train(dataset: Path, run: Path, *extra: str) -> int:
     from training.train import main
 
@@ -40,10 +44,10 @@ def _train(dataset: Path, run: Path, *extra: str) -> int:
 def test_training_resumes_where_it_stopped_and_exports_a_bundle_the_simulator_runs(dataset, tmp_path):
     run = tmp_path / "run"
     assert _train(dataset, run, "--max-steps", "3") == 0
-    first = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    first = _ckpt(run / "last.pt")
     assert first["step"] == 3
     assert _train(dataset, run, "--resume", "--max-steps", "5") == 0
-    second = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    second = _ckpt(run / "last.pt")
     assert second["step"] == 5 and len(second["history"]) > len(first["history"])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_images"] == ["03"] and "03" not in summary["train_images"]
@@ -102,7 +106,7 @@ def test_a_wnet_is_two_unets_within_the_parameter_and_mac_budget_and_trains_end_
     assert count_parameters_deployed(wnet) <= 100000 and count_macs(wnet) <= 4e9
     run = tmp_path / "wnet"
     assert _train(dataset, run, "--arch", "wnet", "--max-steps", "2") == 0
-    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    ckpt = _ckpt(run / "last.pt")
     assert ckpt["arch"] == "wnet" and ckpt["arch_kwargs"] == {"channels": (4, 8)}
     torch.manual_seed(0)                          # the run's seed: the weights it started from
     initial = build_model("wnet", channels=(4, 8)).state_dict()
@@ -120,10 +124,10 @@ def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pi
 
     run = tmp_path / "colour"
     assert _train(dataset, run, "--colour", "--max-steps", "2") == 0
-    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    ckpt = _ckpt(run / "last.pt")
     assert ckpt["preprocess"]["colour"] is True and ckpt["arch_kwargs"]["in_ch"] == 3
     assert _train(dataset, run, "--resume", "--max-steps", "3") == 0      # resuming keeps it a colour run
-    assert torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)["step"] == 3
+    assert _ckpt(run / "last.pt")["step"] == 3
     out = tmp_path / "models" / "colour"
     assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
     meta = yaml.safe_load((out / "model.yaml").read_text())
@@ -138,7 +142,7 @@ def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pi
     from training.train import network_input, predict512
 
     net = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
-    net.load_state_dict(torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)["model"])
+    net.load_state_dict(_ckpt(run / "last.pt")["model"])
     bundle = load_bundle(str(out))
     image = sorted((dataset / "images").iterdir())[0]
     with open_session(bundle, runtime="sim", sim_options={"precision": "fp32"}) as sess:
@@ -156,8 +160,8 @@ def test_a_fine_tuning_run_starts_from_another_runs_weights_with_its_own_loss_an
     base, tuned = tmp_path / "base", tmp_path / "tuned"
     assert _train(dataset, base, "--max-steps", "3", "--channels", "4,8,8") == 0
     assert _train(dataset, tuned, "--init", str(base / "best.pt"), "--loss", "bce", "--max-steps", "2") == 0
-    start = torch.load(str(base / "best.pt"), map_location="cpu", weights_only=False)
-    ckpt = torch.load(str(tuned / "last.pt"), map_location="cpu", weights_only=False)
+    start = _ckpt(base / "best.pt")
+    ckpt = _ckpt(tuned / "last.pt")
     assert ckpt["step"] == 2 and ckpt["arch_kwargs"] == {"channels": (4, 8, 8)}   # architecture from --init
     assert set(ckpt["model"]) == set(start["model"])
     summary = json.loads((tuned / "summary.json").read_text())
@@ -167,56 +171,40 @@ def test_a_fine_tuning_run_starts_from_another_runs_weights_with_its_own_loss_an
 def test_a_resumed_run_keeps_its_own_time_budget_unless_a_new_one_is_given(dataset, tmp_path):
     run = tmp_path / "run"
     assert _train(dataset, run, "--max-steps", "2", "--budget-min", "100") == 0
-    state = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    state = _ckpt(run / "last.pt")
     state["elapsed"] = 50 * 60.0          # past the 45-minute default, well inside the run's 100 minutes
     torch.save(state, str(run / "last.pt"))
     assert _train(dataset, run, "--resume", "--max-steps", "4") == 0
-    resumed = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    resumed = _ckpt(run / "last.pt")
     assert resumed["step"] == 4 and resumed["args"]["budget_min"] == 100
     assert _train(dataset, run, "--resume", "--max-steps", "6", "--budget-min", "40") == 0   # 40 min: already spent
-    stopped = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    stopped = _ckpt(run / "last.pt")
     assert stopped["step"] == 4 and stopped["args"]["budget_min"] == 40
 
 
 def test_resuming_from_a_last_checkpoint_older_than_the_best_one_keeps_the_best_one(dataset, tmp_path):
     run = tmp_path / "run"
     assert _train(dataset, run, "--max-steps", "3") == 0
-    best = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
+    best = _ckpt(run / "best.pt")
     best["best_auc"] = 2.0                # a best checkpoint no later validation can beat
     torch.save(best, str(run / "best.pt"))
-    last = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    last = _ckpt(run / "last.pt")
     last["best_auc"] = -1.0               # saved before that best one was found
     torch.save(last, str(run / "last.pt"))
     assert _train(dataset, run, "--resume", "--max-steps", "4") == 0
-    kept = torch.load(str(run / "best.pt"), map_location="cpu", weights_only=False)
+    kept = _ckpt(run / "best.pt")
     assert kept["best_auc"] == 2.0 and kept["step"] == best["step"]
-
-
-def test_the_fov_margin_a_run_trains_with_is_kept_on_resume_and_recorded_in_its_bundle(dataset, tmp_path):
-    import yaml
-
-    from training.export import main as export_main
-
-    run = tmp_path / "tight"
-    assert _train(dataset, run, "--fov-margin", "0", "--max-steps", "2") == 0
-    assert _train(dataset, run, "--resume", "--max-steps", "3") == 0
-    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
-    assert ckpt["step"] == 3 and ckpt["preprocess"]["fov_margin"] == 0.0
-    out = tmp_path / "models" / "tight"
-    assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
-    meta = yaml.safe_load((out / "model.yaml").read_text())
-    assert meta["preprocess"]["fov_margin"] == 0.0 and " --fov-margin 0.0" in meta["provenance"]["command"]
 
 
 def test_with_ema_the_checkpoint_holds_the_averaged_weights_and_resumes_the_raw_ones(dataset, tmp_path):
     run = tmp_path / "ema"
     assert _train(dataset, run, "--max-steps", "3", "--ema", "0.5") == 0
-    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    ckpt = _ckpt(run / "last.pt")
     raw, avg = ckpt["train_model"], ckpt["model"]
     assert set(raw) == set(avg)
     assert any(not torch.equal(raw[k], avg[k]) for k in raw if raw[k].dtype.is_floating_point)
     assert _train(dataset, run, "--resume", "--max-steps", "4") == 0
-    resumed = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
+    resumed = _ckpt(run / "last.pt")
     assert resumed["step"] == 4 and resumed["args"]["ema"] == 0.5
 
 
@@ -258,19 +246,23 @@ def test_the_recorded_command_names_every_option_that_changes_what_is_learned():
     assert "--arch unet" in command and "--recipe ours" in command and "--seed 0" in command   # always shown
 
 
-def test_rotation_and_zoom_augmentation_are_kept_on_resume_and_named_in_the_bundles_command(dataset, tmp_path):
+def test_the_fov_margin_and_the_rotation_and_zoom_are_kept_on_resume_and_recorded_in_the_bundle(dataset, tmp_path):
     import yaml
 
     from training.export import main as export_main
 
-    run = tmp_path / "rot"
-    assert _train(dataset, run, "--rotate", "20", "--scale-jitter", "0.05", "--max-steps", "2") == 0
+    run = tmp_path / "tight"
+    assert _train(dataset, run, "--fov-margin", "0", "--rotate", "20", "--scale-jitter", "0.05",
+                  "--max-steps", "2") == 0
     assert _train(dataset, run, "--resume", "--max-steps", "3") == 0
-    ckpt = torch.load(str(run / "last.pt"), map_location="cpu", weights_only=False)
-    assert ckpt["step"] == 3 and ckpt["args"]["rotate"] == 20.0 and ckpt["args"]["scale_jitter"] == 0.05
-    out = tmp_path / "models" / "rot"
+    ckpt = _ckpt(run / "last.pt")
+    assert ckpt["step"] == 3 and ckpt["preprocess"]["fov_margin"] == 0.0
+    assert ckpt["args"]["rotate"] == 20.0 and ckpt["args"]["scale_jitter"] == 0.05
+    out = tmp_path / "models" / "tight"
     assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
-    command = yaml.safe_load((out / "model.yaml").read_text())["provenance"]["command"]
+    meta = yaml.safe_load((out / "model.yaml").read_text())
+    command = meta["provenance"]["command"]
+    assert meta["preprocess"]["fov_margin"] == 0.0 and " --fov-margin 0.0" in command
     assert " --rotate 20.0" in command and " --scale-jitter 0.05" in command
 
 
