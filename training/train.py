@@ -103,12 +103,20 @@ LOSSES = {"bce+dice": bce_dice, "bce": lambda logits, target: F.binary_cross_ent
           "balanced-bce": balanced_bce}
 
 
-def predict512(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
+# The flipped passes that ``flips`` averages: none, left-right, up-down, both (dims of an NCHW tensor).
+FLIP_DIMS: Dict[int, List[Tuple[int, ...]]] = {1: [()], 2: [(), (3,)], 4: [(), (3,), (2,), (2, 3)]}
+
+
+def predict512(model: torch.nn.Module, x: np.ndarray, device: torch.device, flips: int = 1) -> np.ndarray:
+    """The network's probability in model space. With ``flips`` 2 or 4, the mean over the flipped passes
+    (test-time averaging, ``flips`` times the compute: a measurement, not what the appliance runs)."""
     model.eval()
+    t = to_tensor([x], device)
     with torch.no_grad():
-        p = torch.sigmoid(model(to_tensor([x], device)))[0, 0].cpu().numpy()
+        passes = [torch.sigmoid(model(t.flip(d))).flip(d) if d else torch.sigmoid(model(t))
+                  for d in FLIP_DIMS[flips]]
     model.train()
-    return p
+    return torch.stack(passes).mean(dim=0)[0, 0].cpu().numpy()
 
 
 def validate(model: torch.nn.Module, items: List[Prepared], device: torch.device) -> Dict[str, float]:
@@ -123,14 +131,14 @@ def validate(model: torch.nn.Module, items: List[Prepared], device: torch.device
 
 
 def original_size_probabilities(model: torch.nn.Module, items: List[Prepared], params: PreprocessParams,
-                                device: torch.device) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+                                device: torch.device, flips: int = 1) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """The network's probability for each item at its original size, restored the way the product path does,
     and the field of view to score it in: the dataset's FOV mask, or the detected one where it has none."""
     probs, fovs = [], []
     for it in items:
         pre = preprocess(it.rgb, params)
         x = network_input(pre.model_rgb, params.colour)
-        probs.append(restore_to_original(predict512(model, x, device), pre.geometry, pre.fov_original))
+        probs.append(restore_to_original(predict512(model, x, device, flips), pre.geometry, pre.fov_original))
         fovs.append(it.fov_orig if it.fov_orig is not None else pre.fov_original)
     return probs, fovs
 
@@ -146,9 +154,9 @@ def score_original_size(probs: List[np.ndarray], fovs: List[np.ndarray], items: 
 
 
 def final_validation(model: torch.nn.Module, items: List[Prepared], params: PreprocessParams,
-                     device: torch.device) -> Dict[str, float]:
+                     device: torch.device, flips: int = 1) -> Dict[str, float]:
     """At the original size, inside the dataset's FOV masks: AUC, the best-Dice threshold and its metrics."""
-    return score_original_size(*original_size_probabilities(model, items, params, device), items)
+    return score_original_size(*original_size_probabilities(model, items, params, device, flips), items)
 
 
 class WeightAverage:

@@ -284,3 +284,33 @@ def test_an_ensemble_averages_twins_held_out_on_the_same_images_and_refuses_othe
     summary = json.loads((a / "summary.json").read_text())
     assert validate_main(["--checkpoint", str(a / "last.pt"), "--ensemble", str(b / "last.pt")]) == 0
     assert json.loads((a / "summary.json").read_text()) == summary      # an ensemble records nothing
+
+
+def test_flipped_passes_average_the_network_over_mirrored_inputs_and_record_nothing(dataset, tmp_path):
+    from training.models import build_model
+    from training.train import predict512
+    from training.validate import main as validate_main
+
+    run = tmp_path / "run"
+    assert _train(dataset, run, "--max-steps", "2") == 0
+    ckpt = _ckpt(run / "last.pt")
+    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
+    model.load_state_dict(ckpt["model"])
+    cpu = torch.device("cpu")
+    x = np.random.RandomState(0).randint(0, 256, (64, 64)).astype(np.uint8)
+
+    def mirrored(rows: slice, cols: slice) -> np.ndarray:
+        return predict512(model, np.ascontiguousarray(x[rows, cols]), cpu)[rows, cols]
+
+    keep, flip = slice(None), slice(None, None, -1)
+    plain, left_right = mirrored(keep, keep), mirrored(keep, flip)
+    up_down, both = mirrored(flip, keep), mirrored(flip, flip)
+    assert not np.allclose(plain, left_right, atol=1e-4)        # the untrained network is not symmetric
+    assert np.allclose(predict512(model, x, cpu, flips=2), (plain + left_right) / 2, atol=1e-6)
+    assert np.allclose(predict512(model, x, cpu, flips=4), (plain + left_right + up_down + both) / 4, atol=1e-6)
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert validate_main(["--checkpoint", str(run / "last.pt"), "--flips", "4"]) == 0
+    assert json.loads((run / "summary.json").read_text()) == summary      # not what the appliance runs
+    with pytest.raises(SystemExit):
+        validate_main(["--checkpoint", str(run / "last.pt"), "--flips", "3"])
