@@ -129,10 +129,10 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], basel
               "",
               "## Preprocessing (host)", "",
               "Field of view detected and cropped to a square with %.0f%% margin, resized to 512x512 (so vessels "
-              "have the same scale whatever the camera), %s, the area outside the FOV filled with a "
-              "smooth extension of the retina, CLAHE (clip %.1f, %dx%d tiles); %s." % (
+              "have the same scale whatever the camera); then %s: the area outside the FOV filled with a "
+              "smooth extension of the retina, and CLAHE (clip %.1f, %dx%d tiles); %s." % (
                   100 * meta["preprocess"]["fov_margin"],
-                  "each colour plane" if meta["preprocess"].get("colour") else "green channel",
+                  "each colour plane on its own" if meta["preprocess"].get("colour") else "the green channel",
                   meta["preprocess"]["clahe_clip"], meta["preprocess"]["clahe_grid"], meta["preprocess"]["clahe_grid"],
                   "the colour image goes through NV12 (chroma at half resolution) and AIPP, as the network was "
                   "trained" if meta["preprocess"].get("colour") else
