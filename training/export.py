@@ -22,7 +22,7 @@ import torch
 from device.aipp import default_aipp_cfg_text
 from device.bundle import write_bundle
 from device.onnx_proto import encode_model
-from training.models import build_model, count_macs, count_parameters_deployed, export_graph
+from training.models import count_macs, count_parameters_deployed, export_graph, network_from_checkpoint
 
 log = logging.getLogger("training.export")
 
@@ -111,8 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     ckpt_path = Path(args.checkpoint)
     ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
-    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
-    model.load_state_dict(ckpt["model"])
+    model = network_from_checkpoint(ckpt)
     model.eval()
     summary_path = ckpt_path.parent / "summary.json"
     summary: Dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.exists() else {}

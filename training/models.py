@@ -119,6 +119,13 @@ def build_model(arch: str, **kwargs) -> nn.Module:
     raise ValueError("unknown architecture %r (choose unet, wnet or reference)" % arch)
 
 
+def network_from_checkpoint(ckpt: Dict) -> nn.Module:
+    """The network a training checkpoint holds (its architecture, built and loaded with its weights)."""
+    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
 def count_parameters_deployed(model: nn.Module) -> int:
     """Parameters of the exported network (3 input channels, batch norm folded)."""
     graph = export_graph(model)

@@ -25,7 +25,7 @@ import torch
 
 from pipeline.datasets import find_samples
 from pipeline.preprocess import PreprocessParams
-from training.models import build_model
+from training.models import network_from_checkpoint
 from training.train import (FLIP_DIMS, Prepared, final_validation, original_size_probabilities,
                             score_original_size, split_samples)
 
@@ -42,9 +42,7 @@ def _load(ckpt_path: Path) -> Tuple[Dict, PreprocessParams, List[Prepared], torc
     samples = find_samples(Path(targs["data"]), split=targs["split"], images=targs.get("images"),
                            labels=targs.get("labels"), fov=targs.get("fov"))
     val = [Prepared(s, params) for s in split_samples(samples, targs["val_count"])[1]]
-    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
-    model.load_state_dict(ckpt["model"])
-    return ckpt, params, val, model
+    return ckpt, params, val, network_from_checkpoint(ckpt)
 
 
 def validate_checkpoint(ckpt_path: Path, flips: int = 1) -> Dict[str, float]:

@@ -138,11 +138,10 @@ def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pi
     # what training fed the network is what the appliance feeds it: pipeline + simulated AIPP == torch
     from device import load_bundle, open_session
     from pipeline.stages import ModelInfo, StageSettings, Stages, WorkItem
-    from training.models import build_model
+    from training.models import network_from_checkpoint
     from training.train import network_input, predict512
 
-    net = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
-    net.load_state_dict(_ckpt(run / "last.pt")["model"])
+    net = network_from_checkpoint(_ckpt(run / "last.pt"))
     bundle = load_bundle(str(out))
     image = sorted((dataset / "images").iterdir())[0]
     with open_session(bundle, runtime="sim", sim_options={"precision": "fp32"}) as sess:
@@ -287,15 +286,13 @@ def test_an_ensemble_averages_twins_held_out_on_the_same_images_and_refuses_othe
 
 
 def test_flipped_passes_average_the_network_over_mirrored_inputs_and_record_nothing(dataset, tmp_path):
-    from training.models import build_model
+    from training.models import network_from_checkpoint
     from training.train import predict512
     from training.validate import main as validate_main
 
     run = tmp_path / "run"
     assert _train(dataset, run, "--max-steps", "2") == 0
-    ckpt = _ckpt(run / "last.pt")
-    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
-    model.load_state_dict(ckpt["model"])
+    model = network_from_checkpoint(_ckpt(run / "last.pt"))
     cpu = torch.device("cpu")
     x = np.random.RandomState(0).randint(0, 256, (64, 64)).astype(np.uint8)
 
