@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-from camera.synthetic import SUPPORTED_WRITE_EXTENSIONS, encode_image, make_fundus
+from vessel_seg.camera.synthetic import SUPPORTED_WRITE_EXTENSIONS, encode_image, make_fundus
 
 __all__ = ["CameraSimulator", "MODES", "SOURCE_EXTENSIONS", "add_camera_sim_arguments", "run_camera_sim",
            "parse_size"]

@@ -2,7 +2,7 @@
 
 Public API (docs/ARCHITECTURE.md "Device API")::
 
-    from device import open_session, DeviceSession, DeviceError, AclError, DeviceState, load_bundle, ModelBundle
+    from vessel_seg.device import open_session, DeviceSession, DeviceError, AclError, DeviceState, load_bundle, ModelBundle
 
 Code outside ``device/`` never imports ``acl``; the runtime module is chosen by ``device.runtime.load_runtime``.
 """

@@ -21,12 +21,12 @@ RUNTIMES = ("auto", "acl", "sim")
 
 
 def _load_real() -> ModuleType:
-    backend = importlib.import_module("device.acl_backend")
+    backend = importlib.import_module(".acl_backend", __package__)
     return backend.acl
 
 
 def _load_sim(sim_options: Optional[Dict[str, Any]]) -> ModuleType:
-    sim = importlib.import_module("device.sim")
+    sim = importlib.import_module(".sim", __package__)
     if sim_options is not None:
         sim.control.configure(sim_options)
     return sim.acl
@@ -60,7 +60,7 @@ def load_runtime(name: str = "auto", sim_options: Optional[Dict[str, Any]] = Non
 def model_path(bundle: ModelBundle, runtime_name: str) -> str:
     """What ``acl.mdl.load_from_file`` gets: model.om on the real runtime, model.onnx on the simulator."""
     if runtime_name == "acl":
-        backend = importlib.import_module("device.acl_backend")
+        backend = importlib.import_module(".acl_backend", __package__)
         return backend.model_path(bundle)
     return bundle.onnx_path
 
@@ -68,9 +68,9 @@ def model_path(bundle: ModelBundle, runtime_name: str) -> str:
 def runtime_details(module: ModuleType, runtime_name: str) -> Dict[str, Any]:
     """Runtime-specific extras for ``runtime_info``."""
     if runtime_name == "acl":
-        backend = importlib.import_module("device.acl_backend")
+        backend = importlib.import_module(".acl_backend", __package__)
         return backend.runtime_details(module)
-    sim = importlib.import_module("device.sim")
+    sim = importlib.import_module(".sim", __package__)
     opts = sim.control.options()
     return {"soc": "%s (simulated)" % module.get_soc_name(), "precision": opts["precision"],
             "compute": opts["compute"], "device_time_ms": opts["device_time_ms"]}

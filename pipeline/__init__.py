@@ -1,12 +1,15 @@
-"""vessel-seg pipeline package: stages, scheduler, journal, result store, daemon and CLI.
+"""The pipeline: everything between a file in the capture folder and a finished result.
+
+Sub-packages, one job each (imports point down this list, never up, except ``cli``, which drives them all):
+
+* ``appliance``: the appliance process and its wiring: the daemon, its policies (data-directory lock,
+  intake and dedupe, recovery, uploads, health and status, reload), the configuration, systemd notify;
+* ``engine``: the processing engine: decode, stages, the double-buffered scheduler, queues, render,
+  the probability.bin format, metrics;
+* ``store``: what lasts on disk: the SQLite journal, the result store, quarantine, atomic writes;
+* ``shared``: what training shares with the appliance: preprocessing, dataset pairing, scoring;
+* ``cli``: the ``vessel-seg`` command line and its tools (run, segment, bench, evaluate, doctor);
+* ``proving``: the proving ground (``vessel-seg stress``), whose harness the tests reuse.
 
 Kept import-light on purpose: ``vessel-seg --help`` must not pull in numpy, OpenCV or Flask.
 """
-from __future__ import annotations
-
-from pathlib import Path
-
-__version__ = "0.1.0"
-
-#: The repository (installation) root; relative paths in the configuration are resolved against it.
-REPO_ROOT = Path(__file__).resolve().parent.parent

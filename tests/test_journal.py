@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from pipeline import journal as journal_mod
-from pipeline.journal import Journal, JournalError, UnknownCaptureError, sha256_file
+from vessel_seg.pipeline.store import journal as journal_mod
+from vessel_seg.pipeline.store.journal import Journal, JournalError, UnknownCaptureError, sha256_file
 
 
 def sha(text: str) -> str:

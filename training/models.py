@@ -172,7 +172,7 @@ def _fold(conv: nn.Conv2d, bn: "nn.BatchNorm2d | None") -> Tuple[np.ndarray, np.
 def export_graph(model: nn.Module, size: int = 512, input_name: str = "image", output_name: str = "probability"):
     """The trained network as a ``device.onnx_proto.Graph`` (opset 11): Conv/ConvTranspose/Relu/MaxPool/
     Concat/Sigmoid only, input NCHW float32 1x3xSxS, output 1x1xSxS probability."""
-    from device.onnx_proto import Graph, Node, ValueInfo
+    from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo
 
     nodes: List = []
     inits: Dict[str, np.ndarray] = {}

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from pipeline.evaluate import evaluate
+from vessel_seg.pipeline.cli.evaluate import evaluate
 
 log = logging.getLogger("training.report")
 

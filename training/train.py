@@ -28,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.datasets import Sample, find_samples
-from pipeline.scoring import best_dice_threshold, roc_auc, threshold_metrics
-from device.aipp import AippConfig, aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
-from pipeline.preprocess import PreprocessParams, crop_and_resize, preprocess, restore_to_original, rgb_to_nv12
+from vessel_seg.pipeline.shared.datasets import Sample, find_samples
+from vessel_seg.pipeline.shared.scoring import best_dice_threshold, roc_auc, threshold_metrics
+from vessel_seg.device.aipp import AippConfig, aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
+from vessel_seg.pipeline.shared.preprocess import PreprocessParams, crop_and_resize, preprocess, restore_to_original, rgb_to_nv12
 from training.augment import canvas, geometric, photometric
 from training.models import build_model, count_macs, count_parameters_deployed
 

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from pipeline.datasets import find_samples
+from vessel_seg.pipeline.shared.datasets import find_samples
 
 log = logging.getLogger("training.variants")
 

@@ -6,16 +6,16 @@ from typing import Any, Dict
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from web.context import get_daemon, web_state
-from web.errors import json_error
-from web.metrics import CONTENT_TYPE, render_prometheus
-from web.pagination import parse_page
-from web.pending import lookup_result
-from web.presenters import (StatusUnavailable, health_problem, json_safe, page_of_results, read_status,
+from vessel_seg.web.context import get_daemon, web_state
+from vessel_seg.web.errors import json_error
+from vessel_seg.web.metrics import CONTENT_TYPE, render_prometheus
+from vessel_seg.web.pagination import parse_page
+from vessel_seg.web.pending import lookup_result
+from vessel_seg.web.presenters import (StatusUnavailable, health_problem, json_safe, page_of_results, read_status,
                             result_detail)
-from web.result_files import is_valid_result_id
-from web.upload_flow import accept_upload
-from web.uploads import UploadRejected
+from vessel_seg.web.result_files import is_valid_result_id
+from vessel_seg.web.upload_flow import accept_upload
+from vessel_seg.web.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
 

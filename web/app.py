@@ -6,10 +6,10 @@ from typing import Any, Dict, Optional
 
 from flask import Flask, Response, request
 
-from web import api, auth, pages
-from web.context import EXTENSION_KEY, WebState
-from web.errors import register_error_handlers
-from web.security import apply_security_headers
+from vessel_seg.web import api, auth, pages
+from vessel_seg.web.context import EXTENSION_KEY, WebState
+from vessel_seg.web.errors import register_error_handlers
+from vessel_seg.web.security import apply_security_headers
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 
-from web.context import app_config
-from web.errors import json_error, wants_json
-from web.security import same_origin_problem
+from vessel_seg.web.context import app_config
+from vessel_seg.web.errors import json_error, wants_json
+from vessel_seg.web.security import same_origin_problem
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ class WebState(object):
     """What create_app stores in ``app.extensions["vessel_seg"]``."""
 
     def __init__(self, daemon: Any, config: Dict[str, Any]) -> None:
-        from web.pending import RecentUploads
+        from vessel_seg.web.pending import RecentUploads
 
         self.daemon = daemon
         self.config = config

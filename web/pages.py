@@ -6,14 +6,14 @@ from typing import Any, Dict, Optional
 
 from flask import Blueprint, Response, redirect, render_template, request, send_file, url_for
 
-from web.context import app_config, get_daemon, web_state
-from web.errors import error_response
-from web.pagination import parse_page
-from web.pending import lookup_result
-from web.presenters import StatusUnavailable, json_safe, list_item, page_of_results, read_status, result_detail
-from web.result_files import ALLOWED_FILES, is_allowed_file, is_valid_result_id
-from web.upload_flow import accept_upload
-from web.uploads import SUPPORTED_DESCRIPTION, UploadRejected, human_size
+from vessel_seg.web.context import app_config, get_daemon, web_state
+from vessel_seg.web.errors import error_response
+from vessel_seg.web.pagination import parse_page
+from vessel_seg.web.pending import lookup_result
+from vessel_seg.web.presenters import StatusUnavailable, json_safe, list_item, page_of_results, read_status, result_detail
+from vessel_seg.web.result_files import ALLOWED_FILES, is_allowed_file, is_valid_result_id
+from vessel_seg.web.upload_flow import accept_upload
+from vessel_seg.web.uploads import SUPPORTED_DESCRIPTION, UploadRejected, human_size
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from web.presenters import json_safe
+from vessel_seg.web.presenters import json_safe
 
 
 def _utc_iso(ts: float) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from flask import url_for
 
-from web.result_files import ALLOWED_FILES, DOWNLOAD_ORDER
+from vessel_seg.web.result_files import ALLOWED_FILES, DOWNLOAD_ORDER
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ import logging
 
 from flask import request
 
-from web.context import get_daemon, web_state
-from web.security import same_origin_problem
-from web.uploads import UploadRejected, sanitize_filename, verify_image
+from vessel_seg.web.context import get_daemon, web_state
+from vessel_seg.web.security import same_origin_problem
+from vessel_seg.web.uploads import UploadRejected, sanitize_filename, verify_image
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.ingest import CaptureWatcher
-from camera.simulator import CameraSimulator, add_camera_sim_arguments, run_camera_sim
-from camera.synthetic import make_fundus
+from vessel_seg.camera.ingest import CaptureWatcher
+from vessel_seg.camera.simulator import CameraSimulator, add_camera_sim_arguments, run_camera_sim
+from vessel_seg.camera.synthetic import make_fundus
 
 SMALL = (96, 80)
 

@@ -11,7 +11,7 @@ from typing import List, Tuple
 
 import pytest
 
-from camera.ingest import CaptureWatcher, watchdog_available
+from vessel_seg.camera.ingest import CaptureWatcher, watchdog_available
 
 STABLE = 0.2
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.synthetic import encode_image, make_fundus, write_fundus
+from vessel_seg.camera.synthetic import encode_image, make_fundus, write_fundus
 
 
 def test_same_seed_gives_identical_images_and_masks():

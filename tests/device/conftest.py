@@ -16,8 +16,8 @@ import pytest
 
 from devicekit import SIZE, bundle_meta, tiny_graph  # also puts the repo root on sys.path
 
-from device.aipp import default_aipp_cfg_text  # noqa: E402
-from device.bundle import ModelBundle, load_bundle, write_bundle  # noqa: E402
+from vessel_seg.device.aipp import default_aipp_cfg_text  # noqa: E402
+from vessel_seg.device.bundle import ModelBundle, load_bundle, write_bundle  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,7 +54,7 @@ def fresh_simulator(runtime: str):
     if runtime != "sim":
         yield
         return
-    from device.sim import control
+    from vessel_seg.device.sim import control
     control.reset()
     yield
     control.reset()
@@ -63,7 +63,7 @@ def fresh_simulator(runtime: str):
 @pytest.fixture
 def sim():
     """(acl, control) of the simulator."""
-    from device.sim import acl, control
+    from vessel_seg.device.sim import acl, control
     return acl, control
 
 

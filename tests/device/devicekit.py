@@ -11,9 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from device.aipp import aipp_nv12_to_nchw  # noqa: E402
-from device.bundle import ModelBundle  # noqa: E402
-from device.onnx_proto import Graph, Node, ValueInfo  # noqa: E402
+from vessel_seg.device.aipp import aipp_nv12_to_nchw  # noqa: E402
+from vessel_seg.device.bundle import ModelBundle  # noqa: E402
+from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo  # noqa: E402
 
 SIZE = 64
 
@@ -70,5 +70,5 @@ def leak_report(runtime: str) -> Optional[list]:
     """The simulator's leak report (None on the real runtime, which has no such API)."""
     if runtime != "sim":
         return None
-    from device.sim import control
+    from vessel_seg.device.sim import control
     return control.leak_report()

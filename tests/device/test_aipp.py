@@ -6,7 +6,7 @@ import pytest
 
 import devicekit  # noqa: F401  (repo root on sys.path)
 
-from device.aipp import AippError, aipp_nv12_to_nchw, default_aipp_cfg_text, parse_aipp_cfg
+from vessel_seg.device.aipp import AippError, aipp_nv12_to_nchw, default_aipp_cfg_text, parse_aipp_cfg
 
 
 def float_ycbcr_to_rgb(nv12: np.ndarray, h: int, w: int, nv21: bool = False) -> np.ndarray:

@@ -9,9 +9,9 @@ import yaml
 
 from devicekit import SIZE, bundle_meta, tiny_graph
 
-from device.aipp import default_aipp_cfg_text
-from device.bundle import BundleError, load_bundle, sha256_file, write_bundle
-from device.onnx_proto import encode_model
+from vessel_seg.device.aipp import default_aipp_cfg_text
+from vessel_seg.device.bundle import BundleError, load_bundle, sha256_file, write_bundle
+from vessel_seg.device.onnx_proto import encode_model
 
 
 def _write(tmp_path, aipp=True, name="b", **meta):

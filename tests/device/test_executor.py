@@ -9,8 +9,8 @@ import pytest
 
 from devicekit import tiny_graph
 
-from device.onnx_proto import Graph, Node, ValueInfo, encode_model
-from device.sim.executor import OnnxExecutor, UnsupportedOpError, _fp16
+from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo, encode_model
+from vessel_seg.device.sim.executor import OnnxExecutor, UnsupportedOpError, _fp16
 
 S = 32
 C = 4

@@ -6,7 +6,7 @@ import pytest
 
 from devicekit import tiny_graph
 
-from device.onnx_proto import Graph, Node, OnnxError, ValueInfo, decode_model, encode_model, load_model, save_model
+from vessel_seg.device.onnx_proto import Graph, Node, OnnxError, ValueInfo, decode_model, encode_model, load_model, save_model
 
 
 def test_round_trip_keeps_nodes_attributes_initializers_and_io():

@@ -9,8 +9,8 @@ import pytest
 
 from devicekit import random_input, reference_output, tolerance
 
-from device import DeviceError, DeviceState
-from device.resilient import ResilientDevice
+from vessel_seg.device import DeviceError, DeviceState
+from vessel_seg.device.resilient import ResilientDevice
 
 
 def make(bundle, runtime, **kwargs):
@@ -141,12 +141,12 @@ def test_missing_om_on_the_real_runtime_is_a_permanent_failure(device_bundle, si
     import sys
     acl, _ = sim
     monkeypatch.setitem(sys.modules, "acl", acl)
-    monkeypatch.delitem(sys.modules, "device.acl_backend", raising=False)
+    monkeypatch.delitem(sys.modules, "vessel_seg.device.acl_backend", raising=False)
     dev = make(device_bundle, "acl")
     with pytest.raises(DeviceError, match="model.om is missing"):
         dev.start()
     assert dev.state == DeviceState.FAILED and "convert_om.sh" in dev.last_error
-    sys.modules.pop("device.acl_backend", None)
+    sys.modules.pop("vessel_seg.device.acl_backend", None)
 
 
 @pytest.mark.sim_only

@@ -13,8 +13,8 @@ import pytest
 
 from devicekit import leak_report, random_input, reference_output, tolerance
 
-from device import AclError, DeviceError, open_session
-from device.runtime import load_runtime
+from vessel_seg.device import AclError, DeviceError, open_session
+from vessel_seg.device.runtime import load_runtime
 
 
 def test_session_describes_host_input_and_float_output(device_bundle, runtime):
@@ -92,7 +92,7 @@ def test_bad_input_is_rejected_and_the_slot_keeps_its_data(device_bundle, runtim
 def test_two_threads_double_buffer_one_model(device_bundle, runtime, request):
     """A writer thread fills slot B while the executor thread runs slot A; every result is right."""
     if runtime == "sim":
-        from device.sim import control
+        from vessel_seg.device.sim import control
         control.set_device_time_ms(30)  # long enough that writes overlap executes
     n = 8
     inputs = [random_input(device_bundle, seed=10 + i) for i in range(n)]
@@ -271,7 +271,7 @@ def test_auto_runtime_falls_back_to_the_simulator_with_a_warning(caplog):
     if importlib.util.find_spec("acl") is not None:
         pytest.skip("a real pyACL is importable here")
     module, name, warning = load_runtime("auto")
-    assert name == "sim" and module.__name__ == "device.sim.acl"
+    assert name == "sim" and module.__name__ == "vessel_seg.device.sim.acl"
     assert "SIMULATED" in warning and "SIMULATED" in caplog.text
     assert load_runtime("sim")[2] is None
     with pytest.raises(DeviceError, match="set_env.sh"):
@@ -285,7 +285,7 @@ def test_the_real_backend_code_path_runs_with_an_acl_module(device_bundle, runti
     """With the simulator installed as ``acl``, runtime "acl" takes the real path: model.om is required."""
     acl, _ = sim
     monkeypatch.setitem(sys.modules, "acl", acl)
-    monkeypatch.delitem(sys.modules, "device.acl_backend", raising=False)
+    monkeypatch.delitem(sys.modules, "vessel_seg.device.acl_backend", raising=False)
     with pytest.raises(DeviceError, match="model.om is missing: run convert_om.sh with ATC on a machine with "
                                           "the CANN toolkit"):
         open_session(device_bundle, runtime="acl")
@@ -297,7 +297,7 @@ def test_the_real_backend_code_path_runs_with_an_acl_module(device_bundle, runti
         sess.execute(0)
         y = sess.read_output(0)
     assert np.abs(y - reference_output(device_bundle, x)).max() <= 1e-5
-    sys.modules.pop("device.acl_backend", None)
+    sys.modules.pop("vessel_seg.device.acl_backend", None)
 
 
 @pytest.mark.sim_only

@@ -15,8 +15,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from pipeline import REPO_ROOT
-from pipeline.results import is_complete
+from vessel_seg.pipeline.store.results import is_complete
 
 
 def free_port() -> int:
@@ -55,11 +54,10 @@ class DaemonProcess(object):
     def start(self, timeout: float = 60.0) -> "DaemonProcess":
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         logf = open(str(self.log_path), "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run", "--config", str(self.config), "--data-dir",
-             str(self.data_dir), "--runtime", "sim"], cwd=str(REPO_ROOT), env=env, stdout=logf,
+            [sys.executable, "-m", "vessel_seg.pipeline.cli.main", "run", "--config", str(self.config), "--data-dir",
+             str(self.data_dir), "--runtime", "sim"], cwd=str(self.config.parent), env=env, stdout=logf,
             stderr=subprocess.STDOUT)
         logf.close()
         deadline = time.time() + timeout
@@ -126,7 +124,7 @@ def slow_chunked_writer(path: Path, data: bytes, chunks: int = 8, delay_s: float
 
 
 def fundus_bytes(seed: int, ext: str = ".png", size=(320, 300)) -> bytes:
-    from camera.synthetic import encode_image, make_fundus
+    from vessel_seg.camera.synthetic import encode_image, make_fundus
 
     rgb, _v, _f = make_fundus(width=size[0], height=size[1], seed=seed)
     return encode_image(rgb, ext)

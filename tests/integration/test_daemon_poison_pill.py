@@ -8,8 +8,8 @@ import sqlite3
 from daemon_harness import (DaemonProcess, complete_results, drop_by_rename, fundus_bytes, journal_states, reasons,
                             wait_until, write_config)
 
-import camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
-import pipeline.journal  # noqa: E402,F401
+import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
+import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 
 
 def _attempts(data_dir, rid):

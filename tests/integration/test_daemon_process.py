@@ -16,8 +16,8 @@ from daemon_harness import (DaemonProcess, complete_results, drop_by_rename, fre
                             journal_states, reasons, result_dirs, slow_chunked_writer, temp_files, wait_until,
                             write_config)
 
-import camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
-import pipeline.journal  # noqa: E402,F401
+import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
+import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.datasets import find_samples
+from vessel_seg.pipeline.shared.datasets import find_samples
 
 
 def _img(path, shape=(20, 24), rgb=True):

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.synthetic import make_fundus
-from pipeline.preprocess import (PreprocessParams, detect_fov, map_mask, preprocess, restore_to_original,
+from vessel_seg.camera.synthetic import make_fundus
+from vessel_seg.pipeline.shared.preprocess import (PreprocessParams, detect_fov, map_mask, preprocess, restore_to_original,
                                  rgb_to_nv12, square_crop_geometry)
 
 
@@ -92,7 +92,7 @@ def test_a_colour_bundle_gets_the_colour_image_on_the_same_geometry_and_the_gray
 
 
 def test_the_colour_nv12_path_loses_only_chroma_detail():
-    from device.aipp import aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
+    from vessel_seg.device.aipp import aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
 
     rgb, _, _ = make_fundus(565, 584, seed=1)
     model_rgb = preprocess(rgb, PreprocessParams(colour=True)).model_rgb

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.scoring import best_dice_threshold, roc_auc, threshold_metrics
+from vessel_seg.pipeline.shared.scoring import best_dice_threshold, roc_auc, threshold_metrics
 
 
 def brute_force_auc(s, y):

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from camera.synthetic import make_fundus  # noqa: E402
+from vessel_seg.camera.synthetic import make_fundus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +57,12 @@ def test_training_resumes_where_it_stopped_and_exports_a_bundle_the_simulator_ru
 
     bundle_dir = tmp_path / "models" / "tiny"
     assert export_main(["--checkpoint", str(run / "best.pt"), "--out", str(bundle_dir)]) == 0
-    from device import load_bundle
+    from vessel_seg.device import load_bundle
 
     bundle = load_bundle(str(bundle_dir))
     assert bundle.aipp is not None and bundle.meta["parameters"] > 0
 
-    from pipeline.evaluate import evaluate
+    from vessel_seg.pipeline.cli.evaluate import evaluate
 
     res = evaluate(dataset, bundle_dir, precision="fp32", images="images", labels="labels", fov="fov")
     assert res["images"] == 4 and 0.0 <= res["summary"]["pooled_auc"] <= 1.0
@@ -80,7 +80,7 @@ def test_the_reference_architecture_has_the_published_size():
                                           ("reference", {}), ("unet", {"channels": (4, 8), "in_ch": 3}),
                                           ("wnet", {"channels": (4, 8), "in_ch": 3})])
 def test_the_exported_graph_computes_what_the_trained_network_computes_on_the_rgb_input(arch, kwargs):
-    from device.onnx_proto import encode_model
+    from vessel_seg.device.onnx_proto import encode_model
     from training.export import check_onnx_matches_torch
     from training.models import build_model, export_graph
 
@@ -119,7 +119,7 @@ def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pi
                                                                                                 tmp_path):
     import yaml
 
-    from pipeline.evaluate import evaluate
+    from vessel_seg.pipeline.cli.evaluate import evaluate
     from training.export import main as export_main
 
     run = tmp_path / "colour"
@@ -136,8 +136,8 @@ def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pi
     assert res["images"] == 4 and 0.0 <= res["summary"]["pooled_auc"] <= 1.0
 
     # what training fed the network is what the appliance feeds it: pipeline + simulated AIPP == torch
-    from device import load_bundle, open_session
-    from pipeline.stages import ModelInfo, StageSettings, Stages, WorkItem
+    from vessel_seg.device import load_bundle, open_session
+    from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
     from training.models import network_from_checkpoint
     from training.train import network_input, predict512
 

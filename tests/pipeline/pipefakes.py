@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from pipeline.preprocess import PreprocessParams
-from pipeline.stages import ModelInfo, StageSettings, Stages, WorkItem
+from vessel_seg.pipeline.shared.preprocess import PreprocessParams
+from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
 
 
 def fundus_like(width: int = 200, height: int = 180, seed: int = 0) -> np.ndarray:
@@ -157,9 +157,9 @@ class FakeDevice(object):
 
 def tiny_bundle(directory: Path, aipp: bool = True, threshold: float = 0.5) -> Path:
     """A real, tiny model bundle (1x1 conv + sigmoid: dark pixels -> high probability) for the simulator."""
-    from device.aipp import default_aipp_cfg_text
-    from device.bundle import write_bundle
-    from device.onnx_proto import Graph, Node, ValueInfo
+    from vessel_seg.device.aipp import default_aipp_cfg_text
+    from vessel_seg.device.bundle import write_bundle
+    from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo
 
     w = np.full((1, 3, 1, 1), -4.0 / 3.0, np.float32)
     b = np.array([2.0], np.float32)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipeline import atomic
-from pipeline.atomic import atomic_write_bytes, atomic_write_json, is_disk_full
+from vessel_seg.pipeline.store import atomic
+from vessel_seg.pipeline.store.atomic import atomic_write_bytes, atomic_write_json, is_disk_full
 
 
 def test_writes_the_complete_content_and_no_temp_file(tmp_path):

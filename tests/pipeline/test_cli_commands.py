@@ -8,22 +8,23 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline import REPO_ROOT, __version__
-from pipeline.binfile import PROB_NBYTES, probability_to_bytes
-from pipeline.cli import available_commands, main
-from pipeline.results import is_complete
+from vessel_seg import __version__
+from vessel_seg.config import DEFAULT_CONFIG_FILE
+from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, probability_to_bytes
+from vessel_seg.pipeline.cli.main import available_commands, main
+from vessel_seg.pipeline.store.results import is_complete
 
 from pipefakes import fundus_like, tiny_bundle, write_image
 
 
 def _py(code):
-    return subprocess.run([sys.executable, "-c", code], cwd=str(REPO_ROOT), stdout=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
 
 
 def test_top_level_help_lists_commands_without_importing_heavy_modules():
-    r = _py("import sys\nfrom pipeline.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
-            "    code = e.code\nprint('EXIT', code, sorted(m for m in ('cv2', 'flask', 'numpy', 'device') "
+    r = _py("import sys\nfrom vessel_seg.pipeline.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+            "    code = e.code\nprint('EXIT', code, sorted(m for m in ('cv2', 'flask', 'numpy', 'vessel_seg.device') "
             "if m in sys.modules))")
     assert r.returncode == 0, r.stderr
     assert "EXIT 0 []" in r.stdout
@@ -32,8 +33,9 @@ def test_top_level_help_lists_commands_without_importing_heavy_modules():
         assert name in r.stdout
 
 
-def test_python_dash_m_pipeline_runs_the_cli():
-    r = subprocess.run([sys.executable, "-m", "pipeline", "--version"], cwd=str(REPO_ROOT),
+@pytest.mark.parametrize("module", ["vessel_seg", "vessel_seg.pipeline"])
+def test_python_dash_m_runs_the_cli(module, tmp_path):
+    r = subprocess.run([sys.executable, "-m", module, "--version"], cwd=str(tmp_path),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "vessel-seg %s" % __version__
 
@@ -55,7 +57,7 @@ def test_no_command_prints_help_and_fails(capsys):
 
 
 def test_validate_config_ok(capsys):
-    assert main(["validate-config", str(REPO_ROOT / "config" / "vessel-seg.yaml")]) == 0
+    assert main(["validate-config", str(DEFAULT_CONFIG_FILE)]) == 0
     assert capsys.readouterr().out.strip() == "ok"
 
 
@@ -118,7 +120,7 @@ def test_segment_refuses_inputs_sharing_a_stem(tmp_path, capsys):
 
 
 def test_camera_sim_writes_complete_images_into_the_capture_folder(tmp_path):
-    import camera.simulator  # noqa: F401
+    import vessel_seg.camera.simulator  # noqa: F401
     from PIL import Image
 
     code = main(["camera-sim", "--to", str(tmp_path), "--count", "2", "--rate", "100", "--size", "96x80"])

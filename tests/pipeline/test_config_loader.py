@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import REPO_ROOT
-from pipeline.config import (SCHEMA, ConfigError, default_config, diff_config, load_config, parse_config_text,
-                             resolve_bundle_dir, set_key)
+from vessel_seg.config import DEFAULT_CONFIG_FILE
+from vessel_seg.models import bundle_dir
+from vessel_seg.pipeline.appliance.config import (SCHEMA, ConfigError, default_config, diff_config, load_config, parse_config_text,
+                             resolve_bundle_dir, resolve_path, set_key)
 
-SHIPPED = REPO_ROOT / "config" / "vessel-seg.yaml"
+SHIPPED = DEFAULT_CONFIG_FILE
 
 
 def _leaf_keys(schema, prefix=""):
@@ -23,7 +24,24 @@ def _leaf_keys(schema, prefix=""):
 
 
 def test_shipped_file_equals_the_built_in_defaults():
-    assert load_config(SHIPPED) == default_config()
+    assert parse_config_text(SHIPPED.read_text()) == default_config()
+
+
+def test_relative_paths_in_a_file_are_relative_to_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    cfg_file = folder / "c.yaml"
+    cfg_file.write_text("data_dir: data\ningest: {archive_dir: ../arch}\nmodel: {bundle: ~/m}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfg_file)
+    assert cfg["data_dir"] == str((folder / "data").resolve())
+    assert cfg["ingest"]["archive_dir"] == str((tmp_path / "arch").resolve())
+    assert cfg["model"]["bundle"] == str(Path("~/m").expanduser())
+
+
+def test_defaults_and_values_set_without_a_file_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path(default_config()["data_dir"]) == tmp_path / "var"
 
 
 def test_every_key_is_in_the_shipped_file_with_a_comment_above_it():
@@ -153,7 +171,7 @@ def test_diff_separates_reloadable_from_restart_keys():
 def test_bundle_dir_precedence(monkeypatch, tmp_path):
     cfg = default_config()
     monkeypatch.delenv("VESSEL_SEG_MODELS", raising=False)
-    assert resolve_bundle_dir(cfg) == REPO_ROOT / "models" / "vessel-unet"
+    assert resolve_bundle_dir(cfg) == bundle_dir("vessel-unet")
     monkeypatch.setenv("VESSEL_SEG_MODELS", str(tmp_path))
     assert resolve_bundle_dir(cfg) == tmp_path / "vessel-unet"
     (tmp_path / "model.yaml").write_text("name: x\n")

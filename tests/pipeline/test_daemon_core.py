@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import default_config
+from vessel_seg.pipeline.appliance.config import default_config
 
 from pipefakes import fundus_like, tiny_bundle, write_image
 
-import camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
-import pipeline.journal  # noqa: E402,F401
+import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
+import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 
-from pipeline.daemon import Daemon, DaemonError, sanitize_filename  # noqa: E402
+from vessel_seg.pipeline.appliance.daemon import Daemon, DaemonError, sanitize_filename  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_uploads_on_a_file_system_without_hard_links_are_published_by_rename_and
         running, monkeypatch):
     import errno
 
-    import pipeline.daemon as daemon_module
+    import vessel_seg.pipeline.appliance.daemon as daemon_module
 
     def no_links(src, dst):
         raise OSError(errno.EPERM, "Operation not permitted")
@@ -228,7 +228,7 @@ def test_archive_policy_moves_processed_inputs(running, cfg):
 
 
 def test_restart_redoes_interrupted_and_incomplete_items_but_not_finished_ones(running, cfg):
-    from pipeline.journal import Journal
+    from vessel_seg.pipeline.store.journal import Journal
 
     d = running()
     done = _png(d.paths.capture / "done.png", seed=8)
@@ -255,7 +255,7 @@ def test_restart_redoes_interrupted_and_incomplete_items_but_not_finished_ones(r
 
 
 def test_a_hung_execute_makes_the_daemon_unhealthy_until_it_completes(running, cfg):
-    from device.sim import control
+    from vessel_seg.device.sim import control
 
     cfg["device"]["hang_timeout_s"] = 0.3
     d = running(cfg)
@@ -299,8 +299,8 @@ def _journal_row(journal, path, starts=0, state=None):
 
 
 def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_requeued_again(running, cfg):
-    from pipeline.daemon import MAX_INTERRUPTED_ATTEMPTS
-    from pipeline.journal import Journal
+    from vessel_seg.pipeline.appliance.daemon import MAX_INTERRUPTED_ATTEMPTS
+    from vessel_seg.pipeline.store.journal import Journal
 
     assert MAX_INTERRUPTED_ATTEMPTS == 3
     d = running()
@@ -331,7 +331,7 @@ def test_after_a_crash_the_items_that_were_in_flight_are_redone_alone_before_any
         running, cfg, monkeypatch):
     """A crash is counted against every item in flight, so those are redone one at a time: if one of them
     kills the daemon again, the blame falls on it alone, not on the innocent images beside it."""
-    from pipeline.journal import Journal
+    from vessel_seg.pipeline.store.journal import Journal
 
     d = running()
     d.stop(10.0)
@@ -359,7 +359,7 @@ def test_after_a_crash_the_items_that_were_in_flight_are_redone_alone_before_any
 
 
 def test_a_capture_whose_ingest_failed_is_offered_again_and_processed(running):
-    from pipeline.journal import JournalError
+    from vessel_seg.pipeline.store.journal import JournalError
 
     d = running()
     real_add = d.journal.add
@@ -448,7 +448,7 @@ def test_simultaneous_uploads_with_the_same_name_never_overwrite_each_other(runn
 def test_finished_results_are_checked_for_completeness_after_startup_not_before(running, monkeypatch):
     import threading
 
-    from pipeline.journal import Journal
+    from vessel_seg.pipeline.store.journal import Journal
 
     d = running()
     d.stop(10.0)
@@ -475,7 +475,7 @@ def test_finished_results_are_checked_for_completeness_after_startup_not_before(
 
 
 def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running):
-    from pipeline.journal import Journal, JournalError
+    from vessel_seg.pipeline.store.journal import Journal, JournalError
 
     d = running()
     d.stop(10.0)

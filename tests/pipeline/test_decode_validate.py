@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import decode
-from pipeline.decode import DecodeError, decode_image
+from vessel_seg.pipeline.engine import decode
+from vessel_seg.pipeline.engine.decode import DecodeError, decode_image
 
 LIMITS = dict(max_bytes=10 * 1024 * 1024, max_pixels=5000000)
 

@@ -1,7 +1,7 @@
 """The metrics registry behind /metrics and the status page."""
 from __future__ import annotations
 
-from pipeline.telemetry import Metrics
+from vessel_seg.pipeline.engine.telemetry import Metrics
 
 
 def test_counters_gauges_and_histograms_in_the_web_snapshot_format():

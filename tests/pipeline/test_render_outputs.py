@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.render import VESSEL_TINT, density, mask_from_probability, overlay_image, render_outputs
+from vessel_seg.pipeline.engine.render import VESSEL_TINT, density, mask_from_probability, overlay_image, render_outputs
 
 
 def _decode(data, flags=cv2.IMREAD_UNCHANGED):

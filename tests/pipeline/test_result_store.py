@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from pipeline.binfile import PROB_NBYTES
-from pipeline.quarantine import quarantine_file
-from pipeline.results import RESULT_FILES, ResultStore, is_complete, write_result
+from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
+from vessel_seg.pipeline.store.quarantine import quarantine_file
+from vessel_seg.pipeline.store.results import RESULT_FILES, ResultStore, is_complete, write_result
 
 RID = "0123456789abcdef"
 
@@ -74,7 +74,7 @@ def test_rewriting_drops_the_stale_result_json_first(tmp_path):
 
 
 def test_redoing_a_result_removes_temp_files_of_a_write_killed_midway(tmp_path):
-    from pipeline.results import begin_result
+    from vessel_seg.pipeline.store.results import begin_result
 
     folder = tmp_path / "results" / RID
     folder.mkdir(parents=True)

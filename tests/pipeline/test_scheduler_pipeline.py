@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pipeline import results as results_mod
-from pipeline.results import is_complete
-from pipeline.scheduler import InvalidTransition, PipelineState, Scheduler, SchedulerCallbacks
+from vessel_seg.pipeline.store import results as results_mod
+from vessel_seg.pipeline.store.results import is_complete
+from vessel_seg.pipeline.engine.scheduler import InvalidTransition, PipelineState, Scheduler, SchedulerCallbacks
 
 from pipefakes import FakeDevice, fundus_like, item_for, make_stages, tiny_bundle, write_image
 
@@ -233,9 +233,9 @@ def test_invalid_transitions_are_refused_and_a_scheduler_starts_once(tmp_path):
 
 def test_jobs_redone_after_a_failed_collect_leave_no_stale_in_flight_mark(tmp_path):
     """Regression: submissions abandoned for a synchronous redo kept busy_since set, so an idle daemon looked hung."""
-    from device import DeviceState
-    from device.resilient import ResilientDevice
-    from device.sim import control
+    from vessel_seg.device import DeviceState
+    from vessel_seg.device.resilient import ResilientDevice
+    from vessel_seg.device.sim import control
 
     holder = {}
 

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import results as results_mod
-from pipeline.binfile import PROB_NBYTES, read_probability_bin
-from pipeline.decode import DecodeError
-from pipeline.results import RESULT_FILES, is_complete
-from pipeline.stages import STAGE_NAMES, SequentialRunner
+from vessel_seg.pipeline.store import results as results_mod
+from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, read_probability_bin
+from vessel_seg.pipeline.engine.decode import DecodeError
+from vessel_seg.pipeline.store.results import RESULT_FILES, is_complete
+from vessel_seg.pipeline.engine.stages import STAGE_NAMES, SequentialRunner
 
 from pipefakes import FakeDevice, fake_output, fundus_like, item_for, make_stages, write_image
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from pipeline.workqueue import WorkQueue
+from vessel_seg.pipeline.engine.workqueue import WorkQueue
 
 
 def test_put_blocks_while_full_and_never_drops():

@@ -1,6 +1,6 @@
 """The real daemon process speaks the systemd notify protocol (Type=notify, WatchdogSec).
 
-Runs ``python -m pipeline.cli run --runtime sim`` with NOTIFY_SOCKET pointing at a datagram socket bound
+Runs ``python -m vessel_seg run --runtime sim`` with NOTIFY_SOCKET pointing at a datagram socket bound
 here and WATCHDOG_USEC=1000000, as systemd would start it, and checks READY=1, STATUS=, periodic
 WATCHDOG=1, and that the pings stop when the simulated NPU hangs in execute.
 """
@@ -25,13 +25,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 MDWE_RUN = os.path.join(HERE, "mdwe_run.py")
 
-#: The daemon and the modules it needs to start; the test skips until all of them have landed.
-DAEMON_MODULES = ("pipeline/daemon.py", "pipeline/journal.py", "camera/ingest.py", "camera/synthetic.py")
-_MISSING = [m for m in DAEMON_MODULES if not os.path.exists(os.path.join(REPO, m))]
-
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING), reason="the daemon cannot start yet: %s not in the tree" % ", ".join(_MISSING))
-
 STARTUP_TIMEOUT_S = 90.0      # imports numpy/OpenCV on a loaded 2-core CI box
 WATCHDOG_USEC = 1000000       # pings expected every 0.5 s
 
@@ -52,7 +45,7 @@ def _write_config(path: str, data_dir: str, hang_execute: bool, web_port: Option
 
 
 def _fundus_png() -> bytes:
-    from camera.synthetic import encode_image, make_fundus
+    from vessel_seg.camera.synthetic import encode_image, make_fundus
 
     rgb, _vessels, _fov = make_fundus(width=256, height=240, seed=7)
     return encode_image(rgb, ".png")
@@ -84,7 +77,7 @@ class NotifyDaemon(object):
         env.pop("WATCHDOG_PID", None)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable] + (self.wrapper or ["-m"]) + ["pipeline.cli", "run", "--config", self.config,
+                [sys.executable] + (self.wrapper or ["-m"]) + ["vessel_seg.pipeline.cli.main", "run", "--config", self.config,
                  "--data-dir", self.data_dir, "--runtime", "sim"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self

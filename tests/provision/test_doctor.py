@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from pipeline import doctor
-from pipeline.doctor import FAIL, OK, WARN
+from vessel_seg.pipeline.cli import doctor
+from vessel_seg.pipeline.cli.doctor import FAIL, OK, WARN
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r"^(OK   |WARN |FAIL )[a-z]{1,11} +\S")
@@ -256,7 +256,7 @@ def test_env_file_values_are_unquoted_like_systemd_does(tmp_path):
 def test_cli_doctor_prints_one_line_per_check_and_exits_1_on_failure(tmp_path):
     config = _write_config(tmp_path, runtime="acl")          # no model.om, no pyACL, no NPU here
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "doctor", "--config", config], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "vessel_seg.pipeline.cli.main", "doctor", "--config", config], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stdout + proc.stderr

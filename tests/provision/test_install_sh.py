@@ -128,7 +128,7 @@ def test_staged_install_creates_the_data_directories_with_service_modes(sim_root
 
 
 def test_staged_config_points_at_the_installed_paths_and_validates(sim_root):
-    from pipeline.config import load_config
+    from vessel_seg.pipeline.appliance.config import load_config
 
     path = os.path.join(sim_root, "etc/vessel-seg/config.yaml")
     assert mode(path) == 0o640
@@ -149,7 +149,7 @@ def test_staged_unit_is_the_repository_unit(sim_root):
 
 
 def test_staged_model_bundle_is_a_faithful_copy(sim_root):
-    from device.bundle import load_bundle
+    from vessel_seg.device.bundle import load_bundle
 
     dest = os.path.join(sim_root, "opt/vessel-seg/models", BUNDLE)
     bundle = load_bundle(dest)                                     # checks every sha256 in model.yaml
@@ -260,7 +260,7 @@ def test_acl_install_captures_the_cann_environment_for_systemd(tmp_path):
     assert lines["ASCEND_OPP_PATH"] == '"%s/opp"' % home
     assert "NOT_FOR_THE_SERVICE" not in lines
     assert root not in env
-    from pipeline.config import load_config
+    from vessel_seg.pipeline.appliance.config import load_config
     assert load_config(os.path.join(root, "etc/vessel-seg/config.yaml"))["device"]["runtime"] == "acl"
     assert "usermod -a -G HwHiAiUser vessel-seg" in actions(root)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipeline.sdnotify import SystemdNotifier, WatchdogPinger
+from vessel_seg.pipeline.appliance.sdnotify import SystemdNotifier, WatchdogPinger
 
 from notify_helpers import fields
 
@@ -86,7 +86,7 @@ def test_send_errors_never_raise_and_are_logged_once(short_tmp, caplog):
     missing = os.path.join(short_tmp, "nobody-listens.sock")
     notifier = SystemdNotifier(env={"NOTIFY_SOCKET": missing})
     assert notifier.enabled
-    with caplog.at_level(logging.DEBUG, logger="pipeline.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="vessel_seg.pipeline.appliance.sdnotify"):
         assert notifier.ready() is False
         assert notifier.watchdog() is False
         assert notifier.status("x") is False

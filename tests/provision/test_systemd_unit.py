@@ -88,7 +88,7 @@ def test_unit_runs_the_installed_daemon_as_the_service_user_with_the_cann_enviro
 
 
 def test_stop_timeout_leaves_room_for_the_daemon_drain(unit):
-    from pipeline.config import default_config
+    from vessel_seg.pipeline.appliance.config import default_config
 
     drain = default_config()["pipeline"]["shutdown_timeout_s"]
     assert int(one(unit, "Service", "TimeoutStopSec")) > drain + 5
@@ -178,13 +178,13 @@ def _mdwe_supported() -> bool:
                            "MemoryDenyWriteExecute=yes)")
 def test_product_path_runs_without_writable_executable_memory(tmp_path):
     """numpy, OpenCV, Pillow and the simulator segment an image with W+X mappings forbidden."""
-    from camera.synthetic import encode_image, make_fundus
+    from vessel_seg.camera.synthetic import encode_image, make_fundus
 
     rgb, _v, _f = make_fundus(width=300, height=280, seed=11)
     image = tmp_path / "eye.jpg"
     image.write_bytes(encode_image(rgb, ".jpg"))
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "mdwe_run.py"), "pipeline.cli", "segment",
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "mdwe_run.py"), "vessel_seg.pipeline.cli.main", "segment",
                            str(image), "--out", str(tmp_path / "out"), "--runtime", "sim"],
                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=120)

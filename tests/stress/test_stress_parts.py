@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.atomic import ENOSPC_FLAG_ENV, atomic_write_bytes
-from pipeline.binfile import PROB_NBYTES
-from pipeline.results import RESULT_FILES, write_result
-from pipeline.stress_checks import find_temp_files, sha256_bytes, tree_signature, verify_result_dir
-from pipeline.stress_daemon import SupervisedDaemon
-from pipeline.stress_inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, Writers, build_hostile_corpus,
+from vessel_seg.pipeline.store.atomic import ENOSPC_FLAG_ENV, atomic_write_bytes
+from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
+from vessel_seg.pipeline.store.results import RESULT_FILES, write_result
+from vessel_seg.pipeline.proving.checks import find_temp_files, sha256_bytes, tree_signature, verify_result_dir
+from vessel_seg.pipeline.proving.supervised import SupervisedDaemon
+from vessel_seg.pipeline.proving.inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, Writers, build_hostile_corpus,
                                     expected_results, make_load_plan, png_with_header, write_secret)
-from pipeline.stress_report import ScenarioReport, format_summary, memory_summary
-from pipeline.stress_web import Answer, Invariants, servable
+from vessel_seg.pipeline.proving.report import ScenarioReport, format_summary, memory_summary
+from vessel_seg.pipeline.proving.hostile_http import Answer, Invariants, servable
 
 RID = "0123456789abcdef"
 
@@ -142,7 +142,7 @@ def test_the_bomb_png_declares_50000_by_50000_in_a_few_bytes():
 def test_kill_moments_are_random_result_counts_at_least_the_gap_apart():
     import random
 
-    from pipeline.stress_scenarios import kill_marks
+    from vessel_seg.pipeline.proving.scenarios import kill_marks
 
     for seed in range(20):
         marks = kill_marks(random.Random(seed), 400, 25, 12)
@@ -266,7 +266,7 @@ def test_summary_lists_scenarios_totals_tables_and_problems():
 
 
 def test_update_doc_replaces_only_the_results_section(tmp_path):
-    from pipeline.stress import DOC_END, DOC_START, update_doc
+    from vessel_seg.pipeline.proving.command import DOC_END, DOC_START, update_doc
 
     doc = tmp_path / "STRESS.md"
     doc.write_text("# Stress\nintro\n%s\nold long\n%s\n%s\nold short\n%s\ntail\n" % (
@@ -282,7 +282,7 @@ def test_update_doc_replaces_only_the_results_section(tmp_path):
 def test_stress_command_exits_1_when_a_scenario_found_a_problem(monkeypatch, capsys):
     import argparse
 
-    from pipeline import stress
+    from vessel_seg.pipeline.proving import command as stress
 
     def fake_run_stress(profile, names, **kw):
         bad = ScenarioReport("load", "x")

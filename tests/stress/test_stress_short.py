@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-import camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
-import pipeline.journal  # noqa: E402,F401
+import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
+import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 
-from pipeline.stress import SCENARIOS, run_stress  # noqa: E402
+from vessel_seg.pipeline.proving.command import SCENARIOS, run_stress  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ for _p in (_ROOT, _HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from web import create_app  # noqa: E402
+from vessel_seg.web import create_app  # noqa: E402
 from web_fakes import FakeDaemon  # noqa: E402
 
 

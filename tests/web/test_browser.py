@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from web import create_app, serve
+from vessel_seg.web import create_app, serve
 from web_fakes import FakeDaemon, add_result, fundus_like
 
 pytestmark = pytest.mark.browser
@@ -46,7 +46,7 @@ def upload_image(tmp_path):
     """A synthetic fundus the real pipeline can segment (camera.synthetic), else the simple fake one."""
     path = tmp_path / "browser_upload.png"
     try:
-        from camera.synthetic import write_fundus
+        from vessel_seg.camera.synthetic import write_fundus
     except ImportError:
         fundus_like(565, 584, seed=7).save(str(path), "PNG")
     else:
@@ -161,7 +161,7 @@ def real_daemon(tmp_path):
     port = _free_port()
     log_path = tmp_path / "daemon.log"
     with open(str(log_path), "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--data-dir", str(tmp_path / "data"),
+        proc = subprocess.Popen([sys.executable, "-m", "vessel_seg.pipeline.cli.main", "run", "--data-dir", str(tmp_path / "data"),
                                  "--runtime", "sim", "--port", str(port)], cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT)
     base = "http://127.0.0.1:{}".format(port)

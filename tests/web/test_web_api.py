@@ -121,7 +121,7 @@ def test_result_detail_of_an_unknown_id_is_404(client):
 
 
 def test_failures_list_quarantined_inputs_with_reasons_without_paths(client, daemon):
-    from pipeline.quarantine import quarantine_file
+    from vessel_seg.pipeline.store.quarantine import quarantine_file
     src = daemon.capture_dir / "junk.jpg"
     src.write_bytes(b"junk")
     quarantine_file(src, daemon.data_dir / "quarantine", "decode_error", "cannot identify image file")

@@ -9,11 +9,11 @@ import io
 
 import pytest
 
-from web import create_app
+from vessel_seg.web import create_app
 from web_fakes import image_bytes
 
-import pipeline.config as config_module  # noqa: E402
-import pipeline.daemon as daemon_module  # noqa: E402
+import vessel_seg.pipeline.appliance.config as config_module  # noqa: E402
+import vessel_seg.pipeline.appliance.daemon as daemon_module  # noqa: E402
 
 
 @pytest.fixture

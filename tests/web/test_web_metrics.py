@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from web.metrics import format_value, render_prometheus
+from vessel_seg.web.metrics import format_value, render_prometheus
 
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN)$')
 
@@ -85,7 +85,7 @@ def test_a_broken_snapshot_or_malformed_histogram_does_not_break_the_endpoint(cl
 
 
 def test_metrics_render_from_the_pipeline_telemetry_registry():
-    import pipeline.telemetry as telemetry
+    import vessel_seg.pipeline.engine.telemetry as telemetry
     registry = telemetry.Metrics()
     registry.inc("processed", 2)
     registry.observe("execute", 30.0)

@@ -114,7 +114,7 @@ def test_results_list_page_paginates(client, daemon):
 
 
 def test_failures_page_lists_quarantined_inputs_and_reasons(client, daemon):
-    from pipeline.quarantine import quarantine_file
+    from vessel_seg.pipeline.store.quarantine import quarantine_file
     src = daemon.capture_dir / "blurred.jpg"
     src.write_bytes(b"x")
     quarantine_file(src, daemon.data_dir / "quarantine", "decode_error", "cannot identify image file")

@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from web import create_app
-from web.auth import COOKIE_NAME, safe_next
+from vessel_seg.web import create_app
+from vessel_seg.web.auth import COOKIE_NAME, safe_next
 from web_fakes import FakeDaemon, add_result, image_bytes
 
 TOKEN = "s3cret-token"

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from web import create_app, serve
+from vessel_seg.web import create_app, serve
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_close_before_run_means_run_returns_at_once(daemon):
 def test_a_server_listening_on_several_sockets_serves_each_and_closes_cleanly(daemon):
     from waitress import create_server
 
-    from web.server import WebServer
+    from vessel_seg.web.server import WebServer
     server = WebServer(create_server(create_app(daemon, {}), listen="127.0.0.1:0 127.0.0.1:0",
                                        clear_untrusted_proxy_headers=True))
     ports = [int(port) for _, port in server._server.effective_listen]

@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from web import create_app
-from web.uploads import UploadRejected, human_size, sanitize_filename, sniff_format, verify_image
+from vessel_seg.web import create_app
+from vessel_seg.web.uploads import UploadRejected, human_size, sanitize_filename, sniff_format, verify_image
 from web_fakes import image_bytes
 
 SAME_ORIGIN = {"Origin": "http://localhost"}
@@ -133,7 +133,7 @@ def test_an_accepted_upload_is_reported_queued_until_the_store_knows_it(client, 
 
 
 def test_an_accepted_upload_that_was_quarantined_is_reported_failed_with_the_reason(client, daemon):
-    from pipeline.quarantine import quarantine_file
+    from vessel_seg.pipeline.store.quarantine import quarantine_file
     daemon.journal_uploads = False
     rid = post_image(client, image_bytes("PNG")).get_json()["id"]
     quarantine_file(daemon.uploads[0]["path"], daemon.data_dir / "quarantine", "no_fov",
@@ -183,8 +183,8 @@ def test_verify_image_refuses_decompression_bombs(monkeypatch):
 
 
 def test_verify_image_refuses_images_above_the_appliance_pixel_limit(monkeypatch):
-    import web.uploads
-    monkeypatch.setattr(web.uploads, "MAX_PIXELS", 100)
+    import vessel_seg.web.uploads as uploads_mod
+    monkeypatch.setattr(uploads_mod, "MAX_PIXELS", 100)
     with pytest.raises(UploadRejected) as info:
         verify_image(image_bytes("PNG"))
     assert info.value.status == 422 and "120x100" in info.value.message

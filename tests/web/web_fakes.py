@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from PIL import Image
 
-from pipeline.results import ResultStore, id_from_sha256, utc_now_iso, write_result
+from vessel_seg.pipeline.store.results import ResultStore, id_from_sha256, utc_now_iso, write_result
 
 
 def encode(img: Image.Image, fmt: str, **kwargs: Any) -> bytes:

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def default_bundle_dir() -> Path:
     """The bundle the daemon would load with the default configuration (``model.bundle`` / $VESSEL_SEG_MODELS)."""
-    from pipeline.config import default_config, resolve_bundle_dir
+    from vessel_seg.pipeline.appliance.config import default_config, resolve_bundle_dir
 
     return resolve_bundle_dir(default_config())
 
@@ -53,11 +53,11 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
              images: Optional[str] = None, labels: Optional[str] = None, fov: Optional[str] = None,
              limit: int = 0, progress=None) -> Dict[str, Any]:
     """Run the product path over a dataset and return the metrics (see module docstring)."""
-    from device import load_bundle, open_session
-    from pipeline.datasets import find_samples
-    from pipeline.preprocess import restore_to_original
-    from pipeline.scoring import roc_auc, threshold_metrics
-    from pipeline.stages import ModelInfo, StageSettings, Stages, WorkItem
+    from vessel_seg.device import load_bundle, open_session
+    from vessel_seg.pipeline.shared.datasets import find_samples
+    from vessel_seg.pipeline.shared.preprocess import restore_to_original
+    from vessel_seg.pipeline.shared.scoring import roc_auc, threshold_metrics
+    from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
 
     samples = find_samples(dataset, split=split, observer=observer, images=images, labels=labels, fov=fov)
     if limit:

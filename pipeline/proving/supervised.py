@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
-from pipeline import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ class SupervisedDaemon(object):
         self.extra_env = dict(env or {})
         self.sample_s = float(sample_s)
         self.start_timeout_s = float(start_timeout_s)
-        self.command = list(command) if command else [sys.executable, "-m", "pipeline.cli", "run", "--config",
+        self.command = list(command) if command else [sys.executable, "-m", "vessel_seg.pipeline.cli.main", "run", "--config",
                                                       str(self.config)]
         self.proc: Optional[subprocess.Popen] = None
         self.notify = _NotifySocket()
@@ -174,12 +173,11 @@ class SupervisedDaemon(object):
         env.update(self.extra_env)
         env["NOTIFY_SOCKET"] = self.notify.address
         env["WATCHDOG_USEC"] = str(int(self.watchdog_s * 1e6))
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self.notify.reset()
         with open(str(self.log_path), "ab") as logf:
             logf.write(("\n----- stress: starting the daemon (%s)\n" % time.strftime("%H:%M:%S")).encode())
             logf.flush()
-            self.proc = subprocess.Popen(self.command, cwd=str(REPO_ROOT), env=env, stdout=logf,
+            self.proc = subprocess.Popen(self.command, cwd=str(self.config.parent), env=env, stdout=logf,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.pids.append(self.proc.pid)
         self._started_at = time.monotonic()

@@ -17,10 +17,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from pipeline import REPO_ROOT
-
-DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "vessel-seg.yaml"
-DEFAULT_BUNDLE_NAME = "vessel-unet"
+from vessel_seg.config import DEFAULT_CONFIG_FILE
+from vessel_seg.models import DEFAULT_BUNDLE as DEFAULT_BUNDLE_NAME
+from vessel_seg.models import bundle_dir
 MODELS_ENV = "VESSEL_SEG_MODELS"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -85,13 +84,15 @@ def _plain(value: Any) -> Any:
 class Field(object):
     """A leaf of the schema: accepted kinds, default and an optional extra check.
 
-    kinds: any of "str", "int", "float", "bool", "null", "list_str", "faults".
+    kinds: any of "str", "int", "float", "bool", "null", "list_str", "faults". ``path``: the value names a
+    file or folder; in a configuration file a relative one is relative to that file's folder.
     """
 
     def __init__(self, kinds: Sequence[str], default: Any, choices: Optional[Sequence[Any]] = None,
                  minimum: Optional[float] = None, maximum: Optional[float] = None,
-                 exclusive_minimum: bool = False) -> None:
+                 exclusive_minimum: bool = False, path: bool = False) -> None:
         self.kinds = tuple(kinds)
+        self.path = path
         self.default = default
         self.choices = tuple(choices) if choices is not None else None
         self.minimum = minimum
@@ -109,12 +110,12 @@ class Field(object):
 FAULT_KEYS = {"call": "str", "code": "int", "times": "int", "after": "int"}
 
 SCHEMA: Dict[str, Any] = {
-    "data_dir": Field(["str"], "var"),
+    "data_dir": Field(["str"], "var", path=True),
     "ingest": {
         "stable_seconds": Field(["float"], 1.0, minimum=0.0),
         "rescan_seconds": Field(["float"], 30.0, minimum=0.0, exclusive_minimum=True),
         "after": Field(["str"], "keep", choices=["keep", "archive"]),
-        "archive_dir": Field(["str", "null"], None),
+        "archive_dir": Field(["str", "null"], None, path=True),
         "max_bytes": Field(["int"], 64 * 1024 * 1024, minimum=1),
         "max_pixels": Field(["int"], 40000000, minimum=1),
         "extensions": Field(["list_str"], [".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp"]),
@@ -143,7 +144,7 @@ SCHEMA: Dict[str, Any] = {
         },
     },
     "model": {
-        "bundle": Field(["str", "null"], None),
+        "bundle": Field(["str", "null"], None, path=True),
         "threshold": Field(["float", "null"], None, minimum=0.0, maximum=1.0),
     },
     "web": {
@@ -327,8 +328,26 @@ def _line_map(node: Any, prefix: str, out: Dict[str, int], dups: List[Tuple[str,
             _line_map(item, dotted, out, dups)
 
 
-def parse_config_text(text: str, source: str = "<string>") -> Config:
-    """Validate YAML text against the schema; raise ``ConfigError`` listing every problem."""
+def _anchor_paths(schema: Dict[str, Any], config: Dict[str, Any], data: Any, base_dir: Path) -> None:
+    """Make the relative path values the document itself sets absolute, against ``base_dir``."""
+    if not isinstance(data, dict):
+        return
+    for key, spec in schema.items():
+        if key not in data:
+            continue
+        if isinstance(spec, dict):
+            _anchor_paths(spec, config[key], data[key], base_dir)
+        elif spec.path and isinstance(config[key], str):
+            p = Path(os.path.expanduser(config[key]))
+            config[key] = str(p if p.is_absolute() else (base_dir / p).resolve())
+
+
+def parse_config_text(text: str, source: str = "<string>", base_dir: Optional[Path] = None) -> Config:
+    """Validate YAML text against the schema; raise ``ConfigError`` listing every problem.
+
+    With ``base_dir`` (a file's folder), relative paths in the text are anchored there; without it they
+    stay relative, like the defaults, and resolve against the working directory when used.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -347,13 +366,16 @@ def parse_config_text(text: str, source: str = "<string>") -> Config:
         issues.extend(_merge(SCHEMA, config, data, "", lines.get, source))
     if issues:
         raise ConfigError(issues)
+    if base_dir is not None:
+        _anchor_paths(SCHEMA, config, data, base_dir)
     return Config(config)
 
 
 def load_config(path: Optional[os.PathLike] = None) -> Config:
     """Load and validate a configuration file; ``None`` gives the defaults.
 
-    Raises ``ConfigError`` (file, line, key, reason for each problem), also for an unreadable file.
+    Relative paths in the file are relative to its folder. Raises ``ConfigError`` (file, line, key, reason
+    for each problem), also for an unreadable file.
     """
     if path is None:
         return default_config()
@@ -362,18 +384,20 @@ def load_config(path: Optional[os.PathLike] = None) -> Config:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", "cannot read the file: %s" % exc)])
-    return parse_config_text(text, str(p))
+    return parse_config_text(text, str(p), base_dir=p.resolve().parent)
 
 
 # --------------------------------------------------------------------------------------------- helpers
 def resolve_path(value: str) -> Path:
-    """Resolve a configured path: ``~`` expanded, relative paths against the repository root."""
+    """Resolve a configured path: ``~`` expanded; a relative one (a default, or a value set without a file)
+    against the working directory. Paths read from a file are already absolute (:func:`load_config`)."""
     p = Path(os.path.expanduser(value))
-    return p if p.is_absolute() else (REPO_ROOT / p)
+    return p if p.is_absolute() else (Path.cwd() / p)
 
 
 def resolve_bundle_dir(config: Dict[str, Any]) -> Path:
-    """The model bundle to load: ``model.bundle`` if set, else ``$VESSEL_SEG_MODELS``, else models/vessel-unet.
+    """The model bundle to load: ``model.bundle`` if set, else ``$VESSEL_SEG_MODELS``, else the shipped
+    vessel-unet (``vessel_seg.models``: models/ in a checkout, inside the package when installed).
 
     ``$VESSEL_SEG_MODELS`` may name a bundle directly (it holds model.yaml) or a models directory holding
     ``vessel-unet/``.
@@ -385,7 +409,7 @@ def resolve_bundle_dir(config: Dict[str, Any]) -> Path:
     if env:
         p = resolve_path(env)
         return p if (p / "model.yaml").exists() else p / DEFAULT_BUNDLE_NAME
-    return REPO_ROOT / "models" / DEFAULT_BUNDLE_NAME
+    return bundle_dir(DEFAULT_BUNDLE_NAME)
 
 
 def get_key(config: Dict[str, Any], dotted: str) -> Any:

@@ -12,32 +12,32 @@ import importlib.util
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from pipeline import __version__
+from vessel_seg import __version__
 
 VERSION_TEXT = "vessel-seg %s" % __version__
 
 # name -> (help, "module:add_arguments", "module:run")
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "run": ("run the appliance daemon (capture folder -> NPU -> results, status page)",
-            "pipeline.cli:add_run_arguments", "pipeline.runcmd:run"),
+            "vessel_seg.pipeline.cli.main:add_run_arguments", "vessel_seg.pipeline.cli.run:run"),
     "segment": ("segment image files once, no daemon: writes OUT/<stem>/",
-                "pipeline.cli:add_segment_arguments", "pipeline.segment:run"),
+                "vessel_seg.pipeline.cli.main:add_segment_arguments", "vessel_seg.pipeline.cli.segment:run"),
     "bin2png": ("convert a probability.bin (512x512 float32 LE) to an 8-bit gray PNG",
-                "pipeline.cli:add_bin2png_arguments", "pipeline.cli:run_bin2png"),
+                "vessel_seg.pipeline.cli.main:add_bin2png_arguments", "vessel_seg.pipeline.cli.main:run_bin2png"),
     "camera-sim": ("camera simulator: write (synthetic) fundus images into a capture folder",
-                   "pipeline.cli:add_camera_sim_arguments", "pipeline.cli:run_camera_sim"),
+                   "vessel_seg.pipeline.cli.main:add_camera_sim_arguments", "vessel_seg.pipeline.cli.main:run_camera_sim"),
     "validate-config": ("check a configuration file: prints ok or every error (file:line: key: reason)",
-                        "pipeline.cli:add_validate_config_arguments", "pipeline.cli:run_validate_config"),
+                        "vessel_seg.pipeline.cli.main:add_validate_config_arguments", "vessel_seg.pipeline.cli.main:run_validate_config"),
     "bench": ("benchmark execute-only, end-to-end daemon and sequential throughput, RSS and idle CPU",
-              "pipeline.bench:add_arguments", "pipeline.bench:run"),
+              "vessel_seg.pipeline.cli.bench:add_arguments", "vessel_seg.pipeline.cli.bench:run"),
     "stress": ("stress the real daemon: load, kill -9, hostile files, device faults, disk full, hostile HTTP",
-               "pipeline.stress:add_arguments", "pipeline.stress:run"),
+               "vessel_seg.pipeline.proving.command:add_arguments", "vessel_seg.pipeline.proving.command:run"),
 }
 OPTIONAL_COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "doctor": ("check the installation: config, directories, model bundle, runtime, service",
-               "pipeline.doctor:add_arguments", "pipeline.doctor:run"),
+               "vessel_seg.pipeline.cli.doctor:add_arguments", "vessel_seg.pipeline.cli.doctor:run"),
     "evaluate": ("score the model on a labelled dataset (e.g. DRIVE) through the product path",
-                 "pipeline.evaluate:add_arguments", "pipeline.evaluate:run"),
+                 "vessel_seg.pipeline.cli.evaluate:add_arguments", "vessel_seg.pipeline.cli.evaluate:run"),
 }
 
 
@@ -55,7 +55,7 @@ def _module_exists(ref: str) -> bool:
 
 
 #: Built-in commands that need another package's module (the module is checked without importing it).
-REQUIRES = {"camera-sim": "camera.simulator:add_camera_sim_arguments"}
+REQUIRES = {"camera-sim": "vessel_seg.camera.simulator:add_camera_sim_arguments"}
 
 
 def available_commands() -> Dict[str, Tuple[str, str, str]]:
@@ -119,7 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from pipeline.logsetup import setup_logging
+    from vessel_seg.pipeline.cli.logsetup import setup_logging
 
     setup_logging(args.log_level or getattr(args, "default_log_level", None) or "INFO")
     run = _resolve(available_commands()[args.command][2])
@@ -168,7 +168,7 @@ def add_bin2png_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_bin2png(args: argparse.Namespace) -> int:
     """``vessel-seg bin2png``: exit 0, or 1 with a clear message for a bad file."""
-    from pipeline.binfile import BinFormatError, bin_to_png, parse_size
+    from vessel_seg.pipeline.engine.binfile import BinFormatError, bin_to_png, parse_size
 
     try:
         size = parse_size(args.size) if args.size else None
@@ -186,14 +186,14 @@ def run_bin2png(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- camera-sim
 def add_camera_sim_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``vessel-seg camera-sim`` (defined by camera.simulator)."""
-    from camera.simulator import add_camera_sim_arguments as add
+    from vessel_seg.camera.simulator import add_camera_sim_arguments as add
 
     add(p)
 
 
 def run_camera_sim(args: argparse.Namespace) -> int:
     """``vessel-seg camera-sim``."""
-    from camera.simulator import run_camera_sim as run
+    from vessel_seg.camera.simulator import run_camera_sim as run
 
     result = run(args)
     return int(result) if isinstance(result, int) and result in (0, 1, 2) else 0
@@ -207,7 +207,7 @@ def add_validate_config_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_validate_config(args: argparse.Namespace) -> int:
     """Print "ok" (exit 0) or every problem, one per line (exit 1)."""
-    from pipeline.config import ConfigError, load_config
+    from vessel_seg.pipeline.appliance.config import ConfigError, load_config
 
     try:
         load_config(args.file)

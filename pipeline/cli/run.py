@@ -13,8 +13,8 @@ import signal
 import threading
 from typing import Any, Optional
 
-from pipeline.cli import err
-from pipeline.config import Config, ConfigError, load_config, set_key
+from vessel_seg.pipeline.cli.main import err
+from vessel_seg.pipeline.appliance.config import Config, ConfigError, load_config, set_key
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _start_web(daemon: Any, cfg: Config) -> Optional[Any]:
     if not cfg["web"]["enabled"]:
         return None
     try:
-        import web
+        import vessel_seg.web as web
     except ImportError as exc:
         log.warning("status page disabled: the web package cannot be imported (%s)", exc)
         return None
@@ -71,7 +71,7 @@ def _serve_forever(server: Any) -> None:
 
 def _start_demo(capture_dir: Any, rate: float, stop: threading.Event) -> Optional[threading.Thread]:
     try:
-        from camera.simulator import CameraSimulator
+        from vessel_seg.camera.simulator import CameraSimulator
     except ImportError as exc:
         log.warning("--demo unavailable: %s", exc)
         return None
@@ -84,8 +84,8 @@ def _start_demo(capture_dir: Any, rate: float, stop: threading.Event) -> Optiona
 
 def run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT; exit status 0 on a clean stop."""
-    from pipeline.daemon import Daemon, DaemonError
-    from pipeline.logsetup import set_level
+    from vessel_seg.pipeline.appliance.daemon import Daemon, DaemonError
+    from vessel_seg.pipeline.cli.logsetup import set_level
 
     try:
         cfg = config_for_run(args)

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from pipeline.config import resolve_bundle_dir
+from vessel_seg.pipeline.appliance.config import resolve_bundle_dir
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def sim_options_from_config(config: Dict[str, Any]) -> Dict[str, Any]:
 
 def load_model_bundle(config: Dict[str, Any], path: Optional[Path] = None) -> Any:
     """Load and validate the configured bundle (raises ``device.BundleError`` with what is wrong)."""
-    from device import load_bundle
+    from vessel_seg.device import load_bundle
 
     bundle_dir = Path(path) if path is not None else resolve_bundle_dir(config)
     return load_bundle(str(bundle_dir))
@@ -33,7 +33,7 @@ def load_model_bundle(config: Dict[str, Any], path: Optional[Path] = None) -> An
 def make_device(bundle: Any, config: Dict[str, Any], runtime: Optional[str] = None,
                 sim_overrides: Optional[Dict[str, Any]] = None) -> Any:
     """An (unopened) ``ResilientDevice`` for ``bundle`` with two buffer slots."""
-    from device.resilient import ResilientDevice
+    from vessel_seg.device.resilient import ResilientDevice
 
     sim = sim_options_from_config(config)
     if sim_overrides:

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from pipeline.stress_daemon import SupervisedDaemon, write_stress_config
-from pipeline.stress_report import ScenarioReport
+from vessel_seg.pipeline.proving.supervised import SupervisedDaemon, write_stress_config
+from vessel_seg.pipeline.proving.report import ScenarioReport
 
 log = logging.getLogger(__name__)
 

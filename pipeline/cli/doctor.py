@@ -115,7 +115,7 @@ def check_config(path: str) -> Tuple[Dict[str, Any], Check]:
         return _fallback_config({}), Check(FAIL, "config", "%s not found (install.sh writes it; or --config FILE)"
                                            % path)
     try:
-        from pipeline.config import ConfigError, load_config
+        from vessel_seg.pipeline.appliance.config import ConfigError, load_config
     except ImportError:
         return _check_config_plain(path)
     try:
@@ -151,7 +151,7 @@ def _raw_yaml(path: str) -> Optional[Dict[str, Any]]:
 def _fallback_config(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Defaults overlaid with whatever the (possibly invalid) file says, so later checks still run."""
     try:
-        from pipeline.config import default_config
+        from vessel_seg.pipeline.appliance.config import default_config
 
         cfg = default_config()  # type: Dict[str, Any]
     except ImportError:
@@ -182,7 +182,7 @@ def _set(cfg: Dict[str, Any], dotted: str, value: Any) -> None:
 
 def _resolve(path: str) -> str:
     try:
-        from pipeline.config import resolve_path
+        from vessel_seg.pipeline.appliance.config import resolve_path
 
         return str(resolve_path(path))
     except ImportError:
@@ -296,7 +296,7 @@ def check_disk(data_dir: str, min_free_bytes: int = MIN_FREE_BYTES) -> Check:
 # --------------------------------------------------------------------------------------------- model
 def _bundle_dir(config: Mapping[str, Any]) -> str:
     try:
-        from pipeline.config import resolve_bundle_dir
+        from vessel_seg.pipeline.appliance.config import resolve_bundle_dir
 
         return str(resolve_bundle_dir(config))
     except (ImportError, KeyError, TypeError):
@@ -308,7 +308,7 @@ def check_model(config: Mapping[str, Any], runtime: str) -> Check:
     """Bundle integrity (device.bundle.load_bundle: files, shapes, sha256 of every file), model.om for acl."""
     path = _bundle_dir(config)
     try:
-        from device.bundle import BundleError, load_bundle
+        from vessel_seg.device.bundle import BundleError, load_bundle
     except ImportError:
         problem, name_version, has_om = _check_hashes_plain(path)
     else:
@@ -421,7 +421,7 @@ _PROBE = r"""
 import json, sys
 out = {"importable": False}
 try:
-    from device.runtime import load_runtime
+    from vessel_seg.device.runtime import load_runtime
     acl, _name, _warning = load_runtime("acl")
     out["importable"] = True
 except Exception as exc:
@@ -449,7 +449,7 @@ sys.stdout.write("\n" + json.dumps(out) + "\n")
 
 def probe_acl(env: Mapping[str, str], timeout: float = PROBE_TIMEOUT_S) -> Dict[str, Any]:
     """Import pyACL through device.runtime in a child process with ``env``; count devices."""
-    import device
+    import vessel_seg.device as device
 
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(device.__file__)))
     child_env = dict(env)

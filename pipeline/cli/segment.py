@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any, List
 
-from pipeline.cli import err, out
-from pipeline.config import ConfigError, load_config, set_key
+from vessel_seg.pipeline.cli.main import err, out
+from vessel_seg.pipeline.appliance.config import ConfigError, load_config, set_key
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ def _sha256(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Segment every image; see the module docstring for exit codes."""
-    from pipeline.decode import DecodeError
-    from pipeline.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
-    from pipeline.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
+    from vessel_seg.pipeline.engine.decode import DecodeError
+    from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
+    from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
 
     try:
         cfg = load_config(args.config)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
-from pipeline.stress_checks import check_results, sha256_bytes, snapshot, verify_result_dir
-from pipeline.stress_inputs import Writers, expected_results, fundus_bytes, make_load_plan, write_renamed
-from pipeline.stress_report import ScenarioReport, last_life, memory_summary
-from pipeline.stress_scene import Scene
+from vessel_seg.pipeline.proving.checks import check_results, sha256_bytes, snapshot, verify_result_dir
+from vessel_seg.pipeline.proving.inputs import Writers, expected_results, fundus_bytes, make_load_plan, write_renamed
+from vessel_seg.pipeline.proving.report import ScenarioReport, last_life, memory_summary
+from vessel_seg.pipeline.proving.scene import Scene
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def scenario_disk(root: Path, profile: Profile, seed: int, mode: str = "auto") -
     files and resumes by itself when space returns. ``mode``: tmpfs (a 20 MiB mount, larger when
     the run has more images than fit, filled up to ~2.5 MiB free), hook (ENOSPC test hook of
     pipeline.atomic) or auto (tmpfs when the machine allows mounts)."""
-    from pipeline.atomic import ENOSPC_FLAG_ENV
+    from vessel_seg.pipeline.store.atomic import ENOSPC_FLAG_ENV
 
     n = profile.disk_images
     if mode == "auto":

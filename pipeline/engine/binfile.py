@@ -95,7 +95,7 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 def bin_to_png(bin_path: os.PathLike, png_path: os.PathLike, size: Optional[Tuple[int, int]] = None) -> Tuple[int, int]:
     """Convert probability.bin to an 8-bit gray PNG (atomically); returns the PNG's (W, H)."""
-    from pipeline.atomic import atomic_write_bytes
+    from vessel_seg.pipeline.store.atomic import atomic_write_bytes
 
     gray = probability_to_gray(read_probability_bin(bin_path), size)
     atomic_write_bytes(png_path, encode_png(gray))

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from pipeline.binfile import PROB_NBYTES
-from pipeline.results import RESULT_FILES, RESULT_JSON
+from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
+from vessel_seg.pipeline.store.results import RESULT_FILES, RESULT_JSON
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def verify_result_dir(folder: Path, expect_sha256: Optional[str] = None) -> List
     """
     from PIL import Image
 
-    from pipeline import results as store
+    from vessel_seg.pipeline.store import results as store
 
     problems: List[str] = []
     try:
@@ -140,7 +140,7 @@ def find_temp_files(root: Path, skip: Iterable[str] = ("capture",)) -> List[str]
 
 def snapshot(data_dir: Path, verify: bool = False) -> DataDirState:
     """Read results/, the journal, quarantine/ and leftover temp files."""
-    from pipeline.results import is_complete
+    from vessel_seg.pipeline.store.results import is_complete
 
     state = DataDirState()
     results = data_dir / "results"

@@ -32,11 +32,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from pipeline.atomic import is_disk_full
-from pipeline.decode import DecodeError
-from pipeline.stages import Job, Stages, WorkItem
-from pipeline.telemetry import Metrics
-from pipeline.workqueue import WorkQueue
+from vessel_seg.pipeline.store.atomic import is_disk_full
+from vessel_seg.pipeline.engine.decode import DecodeError
+from vessel_seg.pipeline.engine.stages import Job, Stages, WorkItem
+from vessel_seg.pipeline.engine.telemetry import Metrics
+from vessel_seg.pipeline.engine.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

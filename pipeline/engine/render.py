@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 
-from pipeline.binfile import encode_png, probability_to_gray
+from vessel_seg.pipeline.engine.binfile import encode_png, probability_to_gray
 
 #: Tint of vessels in the overlay (RGB): a green-cyan that stands out on the orange-red retina.
 VESSEL_TINT = (0, 255, 200)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pipeline.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
+from vessel_seg.pipeline.store.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def read_result_json(result_dir: Path) -> Optional[Dict[str, Any]]:
 
 def is_complete(result_dir: Path) -> bool:
     """True when result.json exists, parses, and every file it lists is present (probability.bin full size)."""
-    from pipeline.binfile import PROB_NBYTES
+    from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
 
     meta = read_result_json(result_dir)
     if meta is None:

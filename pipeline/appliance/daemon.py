@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pipeline import __version__
-from pipeline.atomic import atomic_write_bytes, fsync_dir
-from pipeline.config import Config, diff_config, resolve_path
-from pipeline.results import ResultStore, _row_dict, id_from_sha256, utc_now_iso
-from pipeline.telemetry import Metrics
+from vessel_seg import __version__
+from vessel_seg.pipeline.store.atomic import atomic_write_bytes, fsync_dir
+from vessel_seg.pipeline.appliance.config import Config, diff_config, resolve_path
+from vessel_seg.pipeline.store.results import ResultStore, _row_dict, id_from_sha256, utc_now_iso
+from vessel_seg.pipeline.engine.telemetry import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Daemon(object):
     @staticmethod
     def _default_notifier() -> Any:
         try:
-            from pipeline.sdnotify import SystemdNotifier
+            from vessel_seg.pipeline.appliance.sdnotify import SystemdNotifier
         except ImportError:
             return None
         return SystemdNotifier()
@@ -148,10 +148,10 @@ class Daemon(object):
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         """Open journal, model and device, start the pipeline, recover, watch; then READY=1."""
-        from pipeline.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
-        from pipeline.journal import Journal
-        from pipeline.scheduler import Scheduler
-        from pipeline.stages import ModelInfo, StageSettings, Stages
+        from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
+        from vessel_seg.pipeline.store.journal import Journal
+        from vessel_seg.pipeline.engine.scheduler import Scheduler
+        from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages
 
         cfg = self.config
         try:
@@ -201,7 +201,7 @@ class Daemon(object):
             self._start_pinger()
 
     def _start_watcher(self) -> None:
-        from camera.ingest import CaptureWatcher
+        from vessel_seg.camera.ingest import CaptureWatcher
 
         ing = self.config["ingest"]
         with self._lock:
@@ -214,7 +214,7 @@ class Daemon(object):
 
     def _start_pinger(self) -> None:
         try:
-            from pipeline.sdnotify import WatchdogPinger
+            from vessel_seg.pipeline.appliance.sdnotify import WatchdogPinger
         except ImportError:
             return
         self._pinger = WatchdogPinger(self.notifier, self.is_progressing, self.status_line)
@@ -396,7 +396,7 @@ class Daemon(object):
     def _give_up_interrupted(self, row: Dict[str, Any]) -> None:
         """A poison pill: the daemon died ``attempts`` times while processing this item (a hang or crash
         the watchdog restarted it from). Fail it and quarantine its input instead of requeueing it forever."""
-        from pipeline.quarantine import quarantine_file
+        from vessel_seg.pipeline.store.quarantine import quarantine_file
 
         rid = row["id"]
         reason = INTERRUPTED_REASON % int(row.get("attempts") or 0)
@@ -448,7 +448,7 @@ class Daemon(object):
 
     def _feed_one(self, row: Dict[str, Any]) -> str:
         """Submit one journal row: "submitted", "skipped" (input gone, or an error; logged) or "stopped"."""
-        from pipeline.stages import WorkItem
+        from vessel_seg.pipeline.engine.stages import WorkItem
 
         if self._stopped:
             return "stopped"
@@ -486,8 +486,8 @@ class Daemon(object):
                     log.exception("cannot make the watcher offer %s again", path)
 
     def _ingest(self, path: Path) -> None:
-        from pipeline.journal import sha256_file
-        from pipeline.stages import WorkItem
+        from vessel_seg.pipeline.store.journal import sha256_file
+        from vessel_seg.pipeline.engine.stages import WorkItem
 
         try:
             size = path.stat().st_size
@@ -530,7 +530,7 @@ class Daemon(object):
     def _quarantine_duplicate(self, path: Path, rid: str, row: Dict[str, Any]) -> None:
         if not path.exists():
             return
-        from pipeline.quarantine import quarantine_file
+        from vessel_seg.pipeline.store.quarantine import quarantine_file
 
         try:
             quarantine_file(path, self.paths.quarantine, "duplicate_of_failed",
@@ -564,7 +564,7 @@ class Daemon(object):
                 self._after_done(path, rid)
 
     def _quarantine_unhashed(self, path: Path, reason: str, detail: str) -> None:
-        from pipeline.quarantine import quarantine_file
+        from vessel_seg.pipeline.store.quarantine import quarantine_file
 
         try:
             quarantine_file(path, self.paths.quarantine, reason, detail)
@@ -826,7 +826,7 @@ class Daemon(object):
     # ------------------------------------------------------------------ reload
     def reload(self, new_config: Config) -> Dict[str, List[str]]:
         """Apply the safe part of a new configuration (SIGHUP); returns {"applied": [...], "restart": [...]}."""
-        from pipeline.stages import StageSettings
+        from vessel_seg.pipeline.engine.stages import StageSettings
 
         if self.notifier is not None:
             self.notifier.reloading("reloading configuration")
@@ -871,7 +871,7 @@ class _Callbacks(object):
         self.d.settle_duplicates(job.item.id, {"state": "done"})
 
     def on_rejected(self, item: Any, reason: str, detail: str) -> None:
-        from pipeline.quarantine import quarantine_file
+        from vessel_seg.pipeline.store.quarantine import quarantine_file
 
         try:
             quarantine_file(item.path, self.d.paths.quarantine, reason, detail, sha256=item.sha256,

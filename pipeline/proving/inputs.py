@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.stress_checks import sha256_bytes
+from vessel_seg.pipeline.proving.checks import sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ WRITER_KINDS = ("chunked", "rename", "copy")
 # ------------------------------------------------------------------------------------------------ images
 def fundus_rgb(seed: int, size: Tuple[int, int] = (256, 256)) -> np.ndarray:
     """A synthetic fundus image (RGB uint8), deterministic for ``seed``."""
-    from camera.synthetic import make_fundus
+    from vessel_seg.camera.synthetic import make_fundus
 
     rgb, _vessels, _fov = make_fundus(width=size[0], height=size[1], seed=seed)
     return rgb

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from pipeline.atomic import atomic_write_json, fsync_dir
-from pipeline.results import utc_now_iso
+from vessel_seg.pipeline.store.atomic import atomic_write_json, fsync_dir
+from vessel_seg.pipeline.store.results import utc_now_iso
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from pipeline.stress_report import ScenarioReport, format_summary
+from vessel_seg.pipeline.proving.report import ScenarioReport, format_summary
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class StressResult(object):
 
 
 def _runner(name: str, disk_mode: str) -> Callable[..., ScenarioReport]:
-    from pipeline import stress_hostile as h
-    from pipeline import stress_scenarios as s
+    from vessel_seg.pipeline.proving import hostile as h
+    from vessel_seg.pipeline.proving import scenarios as s
 
     table: Dict[str, Callable[..., ScenarioReport]] = {
         "load": s.scenario_load, "crash": s.scenario_crash, "faults": s.scenario_faults,
@@ -85,7 +85,7 @@ def run_stress(profile: str = "short", scenarios: Optional[Sequence[str]] = None
                workdir: Optional[Path] = None, keep: bool = False, disk_mode: str = "auto",
                progress: Optional[Callable[[str], None]] = None) -> StressResult:
     """Run the scenarios (all by default) and return their reports; never raises for a failing scenario."""
-    from pipeline.stress_scenarios import PROFILES
+    from vessel_seg.pipeline.proving.scenarios import PROFILES
 
     if profile not in PROFILES:
         raise ValueError("profile must be one of %s, got %r" % (", ".join(PROFILES), profile))
@@ -136,7 +136,7 @@ def update_doc(path: Path, summary: str, profile: str = "long") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``vessel-seg stress``: 0 when everything held, 1 when anything was lost, duplicated or wrong."""
-    from pipeline.cli import err, out
+    from vessel_seg.pipeline.cli.main import err, out
 
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     try:

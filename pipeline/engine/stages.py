@@ -16,13 +16,13 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from pipeline import __version__
-from pipeline.binfile import probability_to_bytes
-from pipeline.decode import DecodedImage, decode_image
-from pipeline.preprocess import (PreprocessParams, Preprocessed, preprocess, restore_to_original,
+from vessel_seg import __version__
+from vessel_seg.pipeline.engine.binfile import probability_to_bytes
+from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
+from vessel_seg.pipeline.shared.preprocess import (PreprocessParams, Preprocessed, preprocess, restore_to_original,
                                  rgb_to_nchw_float, rgb_to_nv12)
-from pipeline.render import render_outputs
-from pipeline.results import begin_result, finish_result, utc_now_iso, write_result_file
+from vessel_seg.pipeline.engine.render import render_outputs
+from vessel_seg.pipeline.store.results import begin_result, finish_result, utc_now_iso, write_result_file
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import Dict, List, Set
 
-from pipeline.stress_checks import DataDirState, sha256_bytes, snapshot, tree_signature, verify_result_dir
-from pipeline.stress_inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, HostileCase, atime_detects_reads,
+from vessel_seg.pipeline.proving.checks import DataDirState, sha256_bytes, snapshot, tree_signature, verify_result_dir
+from vessel_seg.pipeline.proving.inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, HostileCase, atime_detects_reads,
                                     build_hostile_corpus, fundus_bytes, write_renamed, write_secret)
-from pipeline.stress_report import ScenarioReport
-from pipeline.stress_scenarios import Profile, finish_scene
-from pipeline.stress_scene import Scene
-from pipeline.stress_web import Http, Invariants, attack_cases, burst, fuzz
+from vessel_seg.pipeline.proving.report import ScenarioReport
+from vessel_seg.pipeline.proving.scenarios import Profile, finish_scene
+from vessel_seg.pipeline.proving.scene import Scene
+from vessel_seg.pipeline.proving.hostile_http import Http, Invariants, attack_cases, burst, fuzz
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _synthetic_images(count: int, size: Tuple[int, int]) -> List[Tuple[str, bytes]]:
     import cv2
 
-    from camera.synthetic import make_fundus
+    from vessel_seg.camera.synthetic import make_fundus
 
     out = []
     for i in range(count):
@@ -132,7 +132,7 @@ def _bench_config(base: Dict[str, Any], data_dir: Path, sim: Dict[str, Any], bun
 # ---------------------------------------------------------------------------------------------- measurements
 def measure_execute_only(cfg: Any, model_input: Any, count: int) -> float:
     """Images/s of the device alone: two slots kept busy with submit/collect on a ready input."""
-    from pipeline.devicefactory import load_model_bundle, make_device
+    from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device
 
     device = make_device(load_model_bundle(cfg), cfg)
     device.start()
@@ -151,8 +151,8 @@ def measure_execute_only(cfg: Any, model_input: Any, count: int) -> float:
 
 def prepare_input(cfg: Any, image_path: Path) -> Any:
     """The model input for one image (for execute-only)."""
-    from pipeline.devicefactory import load_model_bundle
-    from pipeline.stages import ModelInfo, StageSettings, Stages, WorkItem
+    from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle
+    from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
 
     bundle = load_model_bundle(cfg)
     stages = Stages(ModelInfo.from_bundle(bundle), StageSettings.from_config(cfg), image_path.parent)
@@ -163,8 +163,8 @@ def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
     """Images/s with one thread doing every stage per image (no double buffering, no worker threads)."""
     import hashlib
 
-    from pipeline.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
-    from pipeline.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
+    from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
+    from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
 
     bundle = load_model_bundle(cfg)
     device = make_device(bundle, cfg)
@@ -188,7 +188,7 @@ def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
 
 def measure_end_to_end(cfg: Any, images: List[Tuple[str, bytes]], timeout_s: float = 600.0) -> Dict[str, float]:
     """The real daemon in-process: drop files (rename into place) -> wait for every result.json."""
-    from pipeline.daemon import Daemon
+    from vessel_seg.pipeline.appliance.daemon import Daemon
 
     daemon = Daemon(cfg, systemd=False)
     daemon.start()
@@ -240,7 +240,7 @@ def _wait_warm(daemon: Any, image: Tuple[str, bytes], timeout_s: float) -> None:
 
 def measure_idle_cpu(cfg: Any, seconds: float) -> float:
     """CPU seconds per wall second of a started daemon with an empty capture folder."""
-    from pipeline.daemon import Daemon
+    from vessel_seg.pipeline.appliance.daemon import Daemon
 
     daemon = Daemon(cfg, systemd=False)
     daemon.start()
@@ -256,7 +256,7 @@ def measure_idle_cpu(cfg: Any, seconds: float) -> float:
 # ---------------------------------------------------------------------------------------------- driver
 def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
     """Run every measurement and return the report."""
-    from pipeline.config import load_config
+    from vessel_seg.pipeline.appliance.config import load_config
 
     base = load_config(args.config)
     count = max(3, int(args.count))
@@ -359,7 +359,7 @@ def format_report(rep: Dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``vessel-seg bench``."""
-    from pipeline.cli import err, out
+    from vessel_seg.pipeline.cli.main import err, out
 
     try:
         rep = run_bench(args)

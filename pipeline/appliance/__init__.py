@@ -1,0 +1,1 @@
+"""The appliance process and its wiring: the daemon and its policies, the configuration, systemd notify."""
