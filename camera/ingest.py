@@ -37,6 +37,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
+from vessel_seg.vocabulary import IMAGE_EXTENSIONS
+
 __all__ = ["CaptureWatcher", "DEFAULT_IGNORE", "DEFAULT_EXTENSIONS", "watchdog_available"]
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 DEFAULT_IGNORE = ("*.tmp", "*.part", "*.partial", "*.crdownload", ".*", "*~")
 
 #: Image file extensions handed out (case-insensitive).
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp")
+DEFAULT_EXTENSIONS = IMAGE_EXTENSIONS
 
 _MIN_RECHECK_S = 0.02        # smallest wait before re-checking a candidate
 _EVENT_SCAN_GAP_S = 0.1      # event-triggered scans are coalesced to at most one per this interval

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from vessel_seg.camera.synthetic import SUPPORTED_WRITE_EXTENSIONS, encode_image, make_fundus
+from vessel_seg.vocabulary import IMAGE_EXTENSIONS, utc_stamp
 
 __all__ = ["CameraSimulator", "MODES", "SOURCE_EXTENSIONS", "add_camera_sim_arguments", "run_camera_sim",
            "parse_size"]
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 MODES = ("rename", "chunked", "copy")
 
 #: Extensions of files taken from a source folder (``--from``).
-SOURCE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp")
+SOURCE_EXTENSIONS = IMAGE_EXTENSIONS
 
 _FORMATS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
 
@@ -132,7 +133,7 @@ class CameraSimulator(object):
         while True:
             self._counter += 1
             now = time.time()
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "%03d" % int((now % 1) * 1000)
+            stamp = utc_stamp(now) + "%03d" % int((now % 1) * 1000)
             name = "cam_%s_%06d%s" % (stamp, self._counter, suffix)
             path = self.to_dir / name
             if not path.exists() and not Path(str(path) + ".tmp").exists():

@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from vessel_seg.pipeline.store import journal as journal_mod
-from vessel_seg.pipeline.store.journal import Journal, JournalError, UnknownCaptureError, sha256_file
+from vessel_seg.pipeline.store.journal import Journal, JournalError, UnknownCaptureError
+from vessel_seg.vocabulary import sha256_file
 
 
 def sha(text: str) -> str:

@@ -13,9 +13,9 @@ from vessel_seg.web.pagination import parse_page
 from vessel_seg.web.pending import lookup_result
 from vessel_seg.web.presenters import (StatusUnavailable, health_problem, json_safe, page_of_results, read_status,
                             result_detail)
-from vessel_seg.web.result_files import is_valid_result_id
+from vessel_seg.vocabulary import is_result_id
 from vessel_seg.web.upload_flow import accept_upload
-from vessel_seg.web.uploads import UploadRejected
+from vessel_seg.pipeline.appliance.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def results() -> Response:
 @bp.route("/api/results/<result_id>")
 def result(result_id: str) -> Response:
     """One result: metadata (result.json when done), state, reason, stages and download URLs."""
-    if not is_valid_result_id(result_id):
+    if not is_result_id(result_id):
         return json_error(404, "no such result (ids are 16 lowercase hex digits)")
     store = get_daemon().results
     record = lookup_result(store, web_state().recent_uploads, result_id)

@@ -10,7 +10,7 @@ from typing import Tuple
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from vessel_seg.web.uploads import human_size
+from vessel_seg.web.presenters import human_size
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,12 @@ from vessel_seg.web.context import app_config, get_daemon, web_state
 from vessel_seg.web.errors import error_response
 from vessel_seg.web.pagination import parse_page
 from vessel_seg.web.pending import lookup_result
-from vessel_seg.web.presenters import StatusUnavailable, json_safe, list_item, page_of_results, read_status, result_detail
-from vessel_seg.web.result_files import ALLOWED_FILES, is_allowed_file, is_valid_result_id
+from vessel_seg.web.presenters import (StatusUnavailable, human_size, json_safe, list_item, page_of_results, read_status,
+                                      result_detail)
+from vessel_seg.vocabulary import is_result_id
+from vessel_seg.web.result_files import ALLOWED_FILES, is_allowed_file
 from vessel_seg.web.upload_flow import accept_upload
-from vessel_seg.web.uploads import SUPPORTED_DESCRIPTION, UploadRejected, human_size
+from vessel_seg.pipeline.appliance.uploads import SUPPORTED_DESCRIPTION, UploadRejected
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def results_list() -> Any:
 @bp.route("/results/<result_id>")
 def result_page(result_id: str) -> Any:
     """One result: images side by side, overlay control, zoom, metrics, timings, downloads."""
-    if not is_valid_result_id(result_id):
+    if not is_result_id(result_id):
         return error_response(404, "No result with this id.")
     store = get_daemon().results
     record = lookup_result(store, web_state().recent_uploads, result_id)
@@ -68,7 +70,7 @@ def result_page(result_id: str) -> Any:
 @bp.route("/results/<result_id>/<name>")
 def result_file(result_id: str, name: str) -> Response:
     """A result file, only for a valid id and an allow-listed name; ?download=1 forces an attachment."""
-    if not is_valid_result_id(result_id) or not is_allowed_file(name):
+    if not is_result_id(result_id) or not is_allowed_file(name):
         return error_response(404, "No such file.")
     path = get_daemon().results.file_path(result_id, name)
     if path is None:
@@ -87,7 +89,7 @@ def failures() -> str:
     items = json_safe(get_daemon().results.quarantined())
     for item in items:
         rid = item.get("id")
-        item["url"] = url_for("pages.result_page", result_id=rid) if is_valid_result_id(rid) else None
+        item["url"] = url_for("pages.result_page", result_id=rid) if is_result_id(rid) else None
     return render_template("failures.html", items=items, status=_status_or_none(), active="failures")
 
 

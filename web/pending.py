@@ -12,11 +12,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
+from vessel_seg.vocabulary import QUEUED, utc_iso
 from vessel_seg.web.presenters import json_safe
-
-
-def _utc_iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class RecentUploads(object):
@@ -48,7 +45,7 @@ class RecentUploads(object):
             if self._clock() - accepted > self._ttl:
                 del self._items[result_id]
                 return None
-        return {"id": result_id, "source": source, "state": "queued", "created": _utc_iso(accepted)}
+        return {"id": result_id, "source": source, "state": QUEUED, "created": utc_iso(accepted)}
 
 
 def lookup_result(store: Any, recent: RecentUploads, result_id: str) -> Optional[Dict[str, Any]]:

@@ -13,12 +13,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from flask import url_for
 
+from vessel_seg.vocabulary import CAPTURE_STATES, DONE, QUEUED, STAGE_NAMES, TOTAL
 from vessel_seg.web.result_files import ALLOWED_FILES, DOWNLOAD_ORDER
 
 log = logging.getLogger(__name__)
 
-STATES = ("queued", "processing", "done", "failed")
-STAGE_ORDER = ("decode", "preprocess", "resize", "execute", "write_bin", "render", "total")
 _HIDDEN_KEYS = frozenset(("path", "original_path", "data_dir", "capture_dir"))
 _INT_STATUS_KEYS = ("processed", "failed", "queued")
 
@@ -93,9 +92,9 @@ def ordered_stages(timings: Any) -> List[Dict[str, Any]]:
     """[{"stage", "ms"}] in pipeline order (unknown stages after the known ones, ``total`` last)."""
     if not isinstance(timings, Mapping):
         return []
-    known = [s for s in STAGE_ORDER if s in timings and s != "total"]
-    extra = sorted(s for s in timings if s not in STAGE_ORDER)
-    names = known + extra + (["total"] if "total" in timings else [])
+    known = [s for s in STAGE_NAMES if s in timings]
+    extra = sorted(s for s in timings if s not in STAGE_NAMES and s != TOTAL)
+    names = known + extra + ([TOTAL] if TOTAL in timings else [])
     out = []
     for name in names:
         value = timings[name]
@@ -106,9 +105,9 @@ def ordered_stages(timings: Any) -> List[Dict[str, Any]]:
 
 def _state_of(record: Mapping[str, Any]) -> str:
     state = record.get("state")
-    if state in STATES:
+    if state in CAPTURE_STATES:
         return str(state)
-    return "done" if record.get("files") else "queued"
+    return DONE if record.get("files") else QUEUED
 
 
 def file_url(result_id: str, name: str, download: bool = False) -> str:
@@ -158,3 +157,12 @@ def page_of_results(store: Any, offset: int, limit: int) -> Tuple[List[Dict[str,
     """Newest-first list items for one page, and whether another page follows (one extra record is read)."""
     records = store.list(offset, limit + 1)
     return [list_item(store, r) for r in records[:limit]], len(records) > limit
+
+
+def human_size(nbytes: int) -> str:
+    """'50 MiB' for 52428800, '50 MB' for 50000000, '2000 bytes' below a megabyte."""
+    if nbytes >= 1024 * 1024 and nbytes % (1024 * 1024) == 0:
+        return "{} MiB".format(nbytes // (1024 * 1024))
+    if nbytes >= 1000 * 1000:
+        return "{:g} MB".format(round(nbytes / 1e6, 1))
+    return "{} bytes".format(nbytes)

@@ -5,10 +5,9 @@ No request path ever reaches the filesystem: the route only accepts an id matchi
 """
 from __future__ import annotations
 
-import re
 from typing import Dict, NamedTuple
 
-RESULT_ID_RE = re.compile(r"[0-9a-f]{16}")  # used with fullmatch (a "$" would accept a trailing newline)
+from vessel_seg.vocabulary import PROBABILITY_BIN, RESULT_JSON, SERVABLE_RESULT_FILES
 
 
 class FileKind(NamedTuple):
@@ -19,24 +18,21 @@ class FileKind(NamedTuple):
     inline: bool  # shown in the browser (images, JSON) rather than only downloaded
 
 
-ALLOWED_FILES = {
+_KINDS = {
     "input.jpg": FileKind("image/jpeg", "Input preview (JPEG)", True),
     "overlay.png": FileKind("image/png", "Overlay", True),
     "probability.png": FileKind("image/png", "Probability map (8-bit)", True),
     "mask.png": FileKind("image/png", "Binary mask", True),
     "thumb.jpg": FileKind("image/jpeg", "Thumbnail", True),
-    "result.json": FileKind("application/json", "Result metadata", True),
-    "probability.bin": FileKind("application/octet-stream", "Probability (float32 LE, 512x512 raw)", False),
+    RESULT_JSON: FileKind("application/json", "Result metadata", True),
+    PROBABILITY_BIN: FileKind("application/octet-stream", "Probability (float32 LE, 512x512 raw)", False),
 }  # type: Dict[str, FileKind]
+#: Every result file the store serves, with how it is served (a file without a kind is a bug: KeyError here).
+ALLOWED_FILES = {name: _KINDS[name] for name in SERVABLE_RESULT_FILES}  # type: Dict[str, FileKind]
 
 # Order of the download list on the result page.
-DOWNLOAD_ORDER = ("probability.bin", "probability.png", "mask.png", "overlay.png", "input.jpg", "thumb.jpg",
-                  "result.json")
-
-
-def is_valid_result_id(value: str) -> bool:
-    """True for a result id of exactly 16 lowercase hex digits."""
-    return isinstance(value, str) and RESULT_ID_RE.fullmatch(value) is not None
+DOWNLOAD_ORDER = (PROBABILITY_BIN, "probability.png", "mask.png", "overlay.png", "input.jpg", "thumb.jpg",
+                  RESULT_JSON)
 
 
 def is_allowed_file(name: str) -> bool:

@@ -5,9 +5,9 @@ import logging
 
 from flask import request
 
+from vessel_seg.pipeline.appliance.uploads import UploadRejected, sniff_format, upload_name
 from vessel_seg.web.context import get_daemon, web_state
 from vessel_seg.web.security import same_origin_problem
-from vessel_seg.web.uploads import UploadRejected, sanitize_filename, verify_image
 
 log = logging.getLogger(__name__)
 
@@ -15,10 +15,12 @@ FIELD = "image"
 
 
 def accept_upload() -> str:
-    """Check origin, field and content, hand the bytes to ``daemon.submit_upload``; return the result id.
+    """Check origin and field, hand the bytes to ``daemon.submit_upload`` (which validates them); return the
+    result id.
 
-    Raises UploadRejected (403 cross-site, 400 missing field/empty, 415 wrong type, 422 damaged image,
-    503 when the daemon cannot take it). Oversized bodies never get here: Flask answers 413 first.
+    Raises UploadRejected (403 cross-site, 400 missing field/empty, 413 over the ingest limit, 415 wrong type,
+    422 damaged image, 503 when the daemon cannot take it). Bodies over ``web.max_upload_bytes`` never get
+    here: Flask answers 413 first.
     """
     problem = same_origin_problem(request)
     if problem:
@@ -27,10 +29,13 @@ def accept_upload() -> str:
     if storage is None:
         raise UploadRejected("missing multipart file field '{}'".format(FIELD), 400)
     data = storage.read()
-    fmt = verify_image(data)
-    filename = sanitize_filename(storage.filename, fmt)
+    fmt = sniff_format(data)
+    filename = upload_name(storage.filename, fmt) if fmt is not None else "upload"
     try:
-        result_id = get_daemon().submit_upload(filename, data)
+        result_id = get_daemon().submit_upload(storage.filename or "", data)
+    except UploadRejected as exc:
+        log.info("upload %s refused: %s", filename, exc.message)
+        raise
     except ValueError as exc:
         log.warning("daemon refused upload %s: %s", filename, exc)
         raise UploadRejected("upload refused: {}".format(exc), 400)

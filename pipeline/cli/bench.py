@@ -28,13 +28,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from vessel_seg.vocabulary import IMAGE_EXTENSIONS
+
 log = logging.getLogger(__name__)
 
 DRIVE_SIZE = (565, 584)
 TARGET_E2E_VS_EXEC = 0.90
 TARGET_DB_VS_SEQ = 1.4
 TARGET_IDLE_CPU = 0.02
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".ppm")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,9 +75,9 @@ def _folder_images(folder: Path, count: int) -> List[Tuple[str, bytes]]:
     import cv2
     import numpy as np
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
-        raise ValueError("no images (%s) in %s" % (", ".join(IMAGE_EXTS), folder))
+        raise ValueError("no images (%s) in %s" % (", ".join(IMAGE_EXTENSIONS), folder))
     out = []
     for i in range(count):
         src = files[i % len(files)]
@@ -161,8 +162,6 @@ def prepare_input(cfg: Any, image_path: Path) -> Any:
 
 def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
     """Images/s with one thread doing every stage per image (no double buffering, no worker threads)."""
-    import hashlib
-
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
     from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
 
@@ -173,10 +172,7 @@ def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
         runtime, precision = runtime_name_and_precision(device, cfg)
         stages = Stages(ModelInfo.from_bundle(bundle, runtime, precision), StageSettings.from_config(cfg), out_dir)
         runner = SequentialRunner(stages, device)
-        items = []
-        for p in paths:
-            sha = hashlib.sha256(p.read_bytes()).hexdigest()
-            items.append(WorkItem(id=sha[:16], sha256=sha, source=p.name, path=p, size=p.stat().st_size))
+        items = [WorkItem.for_file(p) for p in paths]
         runner.process(items[0])                # warm-up, not timed
         t0 = time.perf_counter()
         for item in items:

@@ -7,7 +7,6 @@ status is 1 if any image failed, 2 for usage/configuration errors.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,14 +16,6 @@ from vessel_seg.pipeline.cli.main import err, out
 from vessel_seg.pipeline.appliance.config import ConfigError, load_config, set_key
 
 log = logging.getLogger(__name__)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(str(path), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
         runner = SequentialRunner(stages, device)
         for path in images:
             try:
-                sha = _sha256(path)
-                item = WorkItem(id=sha[:16], sha256=sha, source=path.name, path=path, size=path.stat().st_size)
-                job = runner.process(item)
+                job = runner.process(WorkItem.for_file(path))
             except DecodeError as exc:
                 failures.append(path.name)
                 err("%s: %s (%s)" % (path, exc.reason, exc.detail))

@@ -230,6 +230,10 @@ class Scheduler(object):
     def in_flight(self) -> int:
         return self._in_flight
 
+    def dead_threads(self) -> List[str]:
+        """Names of the worker and device threads that have ended (they only should while draining)."""
+        return [t.name for t in list(self._threads) if not t.is_alive()]
+
     # ------------------------------------------------------------------ helpers
     def _finished_item(self) -> None:
         with self._lock:

@@ -22,11 +22,11 @@ from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
 from vessel_seg.pipeline.shared.preprocess import (PreprocessParams, Preprocessed, preprocess, restore_to_original,
                                  rgb_to_nchw_float, rgb_to_nv12)
 from vessel_seg.pipeline.engine.render import render_outputs
-from vessel_seg.pipeline.store.results import begin_result, finish_result, utc_now_iso, write_result_file
+from vessel_seg.pipeline.store.results import begin_result, finish_result, write_result_file
+from vessel_seg.vocabulary import PROBABILITY_BIN, STAGE_NAMES, TOTAL, result_id, sha256_file, utc_iso
 
 log = logging.getLogger(__name__)
 
-STAGE_NAMES = ("decode", "preprocess", "resize", "execute", "write_bin", "render")
 
 
 @dataclass
@@ -38,6 +38,13 @@ class WorkItem:
     source: str            # original file name, for result.json and the page
     path: Path             # where the file is now
     size: int = 0
+
+    @classmethod
+    def for_file(cls, path: Path, sha256: Optional[str] = None) -> "WorkItem":
+        """The item of a file as it is now (its content hash computed unless given)."""
+        path = Path(path)
+        sha = sha256 or sha256_file(path)
+        return cls(id=result_id(sha), sha256=sha, source=path.name, path=path, size=path.stat().st_size)
 
 
 @dataclass
@@ -174,7 +181,7 @@ class Stages(object):
         with _Timer(job, "write_bin"):
             out_dir = self.result_dir(job)
             begin_result(out_dir)
-            write_result_file(out_dir, "probability.bin", probability_to_bytes(job.prob512))
+            write_result_file(out_dir, PROBABILITY_BIN, probability_to_bytes(job.prob512))
 
     def render(self, job: Job) -> Path:
         """Restore to the original size, render the images, write them and result.json (last)."""
@@ -191,9 +198,9 @@ class Stages(object):
             meta = self.result_meta(job, rendered.vessel_density_fov, rendered.fov_fraction, threshold)
             meta["vessel_pixels"] = rendered.vessel_pixels
         # the render time is final only now; result.json carries it
-        job.timings_ms["total"] = (time.perf_counter() - job.started) * 1000.0
+        job.timings_ms[TOTAL] = (time.perf_counter() - job.started) * 1000.0
         meta["timings_ms"]["render"] = round(job.timings_ms["render"], 3)
-        meta["timings_ms"]["total"] = round(job.timings_ms["total"], 3)
+        meta["timings_ms"][TOTAL] = round(job.timings_ms[TOTAL], 3)
         job.result_path = finish_result(out_dir, meta)
         return job.result_path
 
@@ -208,12 +215,12 @@ class Stages(object):
         w, h = job.decoded.size
         size = job.pre.geometry.size
         timings = {k: round(float(job.timings_ms.get(k, 0.0)), 3) for k in STAGE_NAMES}
-        timings["total"] = round(float(job.timings_ms.get("total", 0.0)), 3)
+        timings[TOTAL] = round(float(job.timings_ms.get(TOTAL, 0.0)), 3)
         return {
             "id": job.item.id,
             "source": job.item.source,
             "sha256": job.item.sha256,
-            "created": utc_now_iso(),
+            "created": utc_iso(),
             "original_size": [w, h],
             "model_input_size": [size, size],
             "model": {"name": self.model.name, "version": self.model.version},

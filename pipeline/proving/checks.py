@@ -5,7 +5,6 @@ so the checks hold for what survives a crash.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -16,7 +15,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
-from vessel_seg.pipeline.store.results import RESULT_FILES, RESULT_JSON
+from vessel_seg.pipeline.store.atomic import is_temp_name
+from vessel_seg.vocabulary import (OPTIONAL_RESULT_FILES, PROBABILITY_BIN, RESULT_FILES, RESULT_JSON, result_id,
+                                   sha256_bytes)
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,9 @@ log = logging.getLogger(__name__)
 RESULT_NAMES = tuple(sorted(RESULT_FILES.values())) + (RESULT_JSON,)
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def result_id(data: bytes) -> str:
-    """The result id the daemon gives this content (first 16 hex of its SHA-256)."""
-    return sha256_bytes(data)[:16]
+def content_id(data: bytes) -> str:
+    """The result id the daemon gives this content."""
+    return result_id(sha256_bytes(data))
 
 
 def verify_result_dir(folder: Path, expect_sha256: Optional[str] = None) -> List[str]:
@@ -42,21 +39,19 @@ def verify_result_dir(folder: Path, expect_sha256: Optional[str] = None) -> List
     """
     from PIL import Image
 
-    from vessel_seg.pipeline.store import results as store
-
     problems: List[str] = []
     try:
         names = sorted(os.listdir(str(folder)))
     except OSError as exc:
         return ["cannot list %s: %s" % (folder.name, exc)]
-    allowed = set(RESULT_NAMES) | set(getattr(store, "OPTIONAL_FILES", {}).values())
+    allowed = set(RESULT_NAMES) | set(OPTIONAL_RESULT_FILES.values())
     missing = [n for n in RESULT_NAMES if n not in names]
     extra = [n for n in names if n not in allowed]
     if missing:
         problems.append("missing %s" % ", ".join(missing))
     if extra:
         problems.append("stray file(s) %s" % ", ".join(extra))
-    binp = folder / "probability.bin"
+    binp = folder / PROBABILITY_BIN
     if binp.exists() and binp.stat().st_size != PROB_NBYTES:
         problems.append("probability.bin has %d bytes, not %d" % (binp.stat().st_size, PROB_NBYTES))
     for name in names:
@@ -134,7 +129,7 @@ def find_temp_files(root: Path, skip: Iterable[str] = ("capture",)) -> List[str]
         if rel.split(os.sep)[0] in skipped:
             dirnames[:] = []
             continue
-        out.extend(os.path.join(rel, f) for f in filenames if f.endswith(".tmp"))
+        out.extend(os.path.join(rel, f) for f in filenames if f.endswith(".tmp") or is_temp_name(f))
     return sorted(out)
 
 

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Set
 
-from vessel_seg.pipeline.proving.checks import DataDirState, sha256_bytes, snapshot, tree_signature, verify_result_dir
+from vessel_seg.pipeline.proving.checks import DataDirState, content_id, snapshot, tree_signature, verify_result_dir
+from vessel_seg.vocabulary import result_id
 from vessel_seg.pipeline.proving.inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, HostileCase, atime_detects_reads,
                                     build_hostile_corpus, fundus_bytes, write_renamed, write_secret)
 from vessel_seg.pipeline.proving.report import ScenarioReport
@@ -85,7 +86,7 @@ def scenario_hostile(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         time.sleep(5.0)                    # two rescans: late pick-ups of "ignored" files would show now
         canary = fundus_bytes(seed + 4242, ".png")
         write_renamed(scene.capture / "canary after the corpus.png", canary)
-        scene.wait(lambda: sha256_bytes(canary)[:16] in scene.done_ids(), 60 * profile.timeout_scale,
+        scene.wait(lambda: content_id(canary) in scene.done_ids(), 60 * profile.timeout_scale,
                    "a good image after the corpus (the daemon still works)")
         settled()
         state = snapshot(scene.data)
@@ -115,8 +116,8 @@ def scenario_hostile(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         after = tree_signature(scene.dir, exclude=[scene.data, scene.log, scene.tmp])
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         report.check(not changed, "files outside DATA_DIR created or changed: %s" % changed[:10])
-        leaked = [rid for rid in state.result_dirs if rid == secret_sha[:16]] + [
-            k for k in state.journal if k == secret_sha[:16]]
+        leaked = [rid for rid in state.result_dirs if rid == result_id(secret_sha)] + [
+            k for k in state.journal if k == result_id(secret_sha)]
         report.check(not leaked, "the secret file outside capture/ was processed: %s" % leaked)
         if atime_ok:
             report.check(os.stat(str(secret_path)).st_atime_ns == secret_atime,
@@ -167,7 +168,7 @@ def scenario_web(root: Path, profile: Profile, seed: int) -> ScenarioReport:
         good = [fundus_bytes(seed * 10 + 500 + i, ".png") for i in range(3)]
         for i, data in enumerate(good):
             write_renamed(scene.capture / ("web_%d.png" % i), data)
-        ids = [sha256_bytes(d)[:16] for d in good]
+        ids = [content_id(d) for d in good]
         scene.wait(lambda: set(ids) <= scene.done_ids(), 60 * profile.timeout_scale, "three results to serve")
         http = Http(scene.port(), token)
         static = _static_names()

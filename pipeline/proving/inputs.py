@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vessel_seg.pipeline.proving.checks import sha256_bytes
+from vessel_seg.vocabulary import result_id, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def make_load_plan(count: int, seed: int = 0, duplicate_every: int = 5, prefix: 
 
 def expected_results(drops: Sequence[Drop]) -> Dict[str, str]:
     """{result id: sha256} of the distinct contents in ``drops``."""
-    return {d.sha256[:16]: d.sha256 for d in drops}
+    return {result_id(d.sha256): d.sha256 for d in drops}
 
 
 def write_chunked(path: Path, data: bytes, chunks: int = 4, delay_s: float = 0.05) -> None:
@@ -203,7 +203,7 @@ class HostileCase(object):
 
     @property
     def id(self) -> Optional[str]:
-        return self.sha256[:16] if self.sha256 else None
+        return result_id(self.sha256) if self.sha256 else None
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

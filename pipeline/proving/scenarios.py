@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
-from vessel_seg.pipeline.proving.checks import check_results, sha256_bytes, snapshot, verify_result_dir
+from vessel_seg.pipeline.proving.checks import check_results, content_id, snapshot, verify_result_dir
+from vessel_seg.vocabulary import sha256_bytes
 from vessel_seg.pipeline.proving.inputs import Writers, expected_results, fundus_bytes, make_load_plan, write_renamed
 from vessel_seg.pipeline.proving.report import ScenarioReport, last_life, memory_summary
 from vessel_seg.pipeline.proving.scene import Scene
@@ -164,7 +165,7 @@ def scenario_load(root: Path, profile: Profile, seed: int) -> ScenarioReport:
 
 # ------------------------------------------------------------------------------------------------ 2. crashes
 #: Results between two kills: more than the pipeline holds in flight, so consecutive crashes hit different
-#: items. Tighter crash loops are the poison-pill guard's business (daemon.MAX_INTERRUPTED_ATTEMPTS).
+#: items. Tighter crash loops are the poison-pill guard's business (appliance.recovery.MAX_INTERRUPTED_ATTEMPTS).
 KILL_GAP = 12
 
 
@@ -356,7 +357,7 @@ def scenario_disk(root: Path, profile: Profile, seed: int, mode: str = "auto") -
                 fh.write(b"\0" * max(0, free - int(2.5 * 1024 * 1024)))
         scene.daemon.start()
         data = [fundus_bytes(seed * 1000 + 900 + i, ".png", (256, 256)) for i in range(n)]
-        expected = {sha256_bytes(d)[:16]: sha256_bytes(d) for d in data}
+        expected = {content_id(d): sha256_bytes(d) for d in data}
         if mode == "hook":
             for i in range(2):
                 write_renamed(scene.capture / ("disk_%03d.png" % i), data[i])

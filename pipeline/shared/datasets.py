@@ -13,9 +13,12 @@ from typing import List, Optional
 import numpy as np
 from PIL import Image
 
+from vessel_seg.vocabulary import IMAGE_EXTENSIONS
+
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif")
+#: Dataset images, labels and masks: what the appliance reads, plus GIF (DRIVE's labels and masks).
+IMAGE_EXTS = IMAGE_EXTENSIONS + (".gif",)
 
 
 @dataclass

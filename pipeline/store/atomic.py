@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Union
@@ -47,10 +48,19 @@ def fsync_dir(directory: PathLike) -> None:
         os.close(fd)
 
 
+#: What :func:`temp_path_for` names look like (".<name>.<12 hex>.tmp"); a kill -9 mid-write leaves one behind.
+TEMP_NAME_RE = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
 def temp_path_for(path: PathLike) -> Path:
     """A unique hidden temp name next to ``path``."""
     p = Path(path)
     return p.with_name(".%s.%s.tmp" % (p.name, uuid.uuid4().hex[:12]))
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a file name :func:`temp_path_for` made."""
+    return TEMP_NAME_RE.fullmatch(name) is not None
 
 
 def _write_all(fd: int, data: bytes) -> None:

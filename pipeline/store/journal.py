@@ -14,24 +14,18 @@ Rows are returned as plain dicts with the keys of :data:`COLUMNS`.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import sqlite3
 import threading
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-__all__ = ["Journal", "JournalError", "UnknownCaptureError", "sha256_file", "STATES", "COLUMNS",
-           "SCHEMA_VERSION"]
+from vessel_seg.vocabulary import CAPTURE_STATES, is_result_id, is_sha256, normalise_utc_iso, result_id, utc_iso
+
+__all__ = ["Journal", "JournalError", "UnknownCaptureError", "COLUMNS", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
-
-#: Allowed values of ``captures.state``.
-STATES = ("queued", "processing", "done", "failed")
 
 #: Columns of a captures row, in table order.
 COLUMNS = ("id", "sha256", "source", "path", "state", "reason", "attempts", "created", "updated", "size",
@@ -39,9 +33,6 @@ COLUMNS = ("id", "sha256", "source", "path", "state", "reason", "attempts", "cre
 
 #: Version of the schema this module writes; older databases are migrated on open.
 SCHEMA_VERSION = 1
-
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 _SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS captures (
@@ -77,49 +68,27 @@ class UnknownCaptureError(JournalError, KeyError):
         return str(self.args[0]) if self.args else "unknown capture"
 
 
-def sha256_file(path: Union[str, "os.PathLike[str]"], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's content, read in ``chunk``-byte pieces (constant memory)."""
-    if chunk <= 0:
-        raise ValueError("chunk must be a positive number of bytes, got %r" % (chunk,))
-    h = hashlib.sha256()
-    with open(os.fspath(path), "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def _now_iso() -> str:
-    """Current UTC time, ISO-8601 with a Z suffix, second resolution (same format as pipeline.results)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """The time stamped on rows (the journal's clock; tests replace it)."""
+    return utc_iso()
 
 
 def _normalise_ts(ts: str) -> str:
-    """An ISO-8601 timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` in UTC, so it compares correctly with stored ones."""
-    if not isinstance(ts, str):
-        raise JournalError("timestamp must be an ISO-8601 string, got %r" % (ts,))
-    text = ts.strip()
-    if text.endswith("Z") or text.endswith("z"):
-        text = text[:-1] + "+00:00"
+    """An ISO-8601 timestamp as the journal stores them (UTC, Z), so it compares correctly with stored ones."""
     try:
-        parsed = datetime.fromisoformat(text)
+        return normalise_utc_iso(ts)
     except ValueError:
         raise JournalError("not an ISO-8601 timestamp: %r" % (ts,))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _check_state(state: str) -> str:
-    if state not in STATES:
-        raise JournalError("invalid state %r (expected one of: %s)" % (state, ", ".join(STATES)))
+    if state not in CAPTURE_STATES:
+        raise JournalError("invalid state %r (expected one of: %s)" % (state, ", ".join(CAPTURE_STATES)))
     return state
 
 
 def _check_id(capture_id: str) -> str:
-    if not isinstance(capture_id, str) or not _ID_RE.match(capture_id):
+    if not is_result_id(capture_id):
         raise JournalError("invalid capture id %r (expected 16 lowercase hex digits)" % (capture_id,))
     return capture_id
 
@@ -202,14 +171,14 @@ class Journal(object):
         A new content gets a 'queued' row. Content already in the journal (whatever its file name) is
         not new and its row is left unchanged: ``(existing id, False)``.
         """
-        if not isinstance(sha256, str) or not _SHA_RE.match(sha256.lower()):
+        if not isinstance(sha256, str) or not is_sha256(sha256.lower()):
             raise JournalError("sha256 must be 64 hex digits, got %r" % (sha256,))
         if not isinstance(source, str) or not source:
             raise JournalError("source must be a non-empty file name, got %r" % (source,))
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
             raise JournalError("size must be a non-negative int or None, got %r" % (size,))
         sha = sha256.lower()
-        cid = sha[:16]
+        cid = result_id(sha)
         path_text = os.fspath(path) if path is not None else None
         now = _now_iso()
         with self._transaction() as cur:
@@ -290,7 +259,7 @@ class Journal(object):
     # ------------------------------------------------------------------ reading
     def get(self, capture_id: str) -> Optional[Dict[str, Any]]:
         """The row of a capture, or None when the id is unknown (or not a valid id)."""
-        if not isinstance(capture_id, str) or not _ID_RE.match(capture_id):
+        if not is_result_id(capture_id):
             return None
         with self._lock:
             row = self._conn().execute("SELECT * FROM captures WHERE id = ?", (capture_id,)).fetchone()
@@ -321,7 +290,7 @@ class Journal(object):
         """Number of rows per state; every state is present (0 when none)."""
         with self._lock:
             rows = self._conn().execute("SELECT state, COUNT(*) FROM captures GROUP BY state").fetchall()
-        out = {s: 0 for s in STATES}
+        out = {s: 0 for s in CAPTURE_STATES}
         out.update({str(r[0]): int(r[1]) for r in rows})
         return out
 
@@ -331,7 +300,7 @@ class Journal(object):
         with self._lock:
             rows = self._conn().execute("SELECT state, COUNT(*) FROM captures WHERE updated >= ? GROUP BY state",
                                         (since,)).fetchall()
-        out = {s: 0 for s in STATES}
+        out = {s: 0 for s in CAPTURE_STATES}
         out.update({str(r[0]): int(r[1]) for r in rows})
         return out
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from vessel_seg.pipeline.store.atomic import atomic_write_json, fsync_dir
-from vessel_seg.pipeline.store.results import utc_now_iso
+from vessel_seg.vocabulary import utc_iso, utc_stamp
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def quarantine_file(src: os.PathLike, quarantine_dir: os.PathLike, reason: str, 
     source = Path(src)
     qdir = Path(quarantine_dir)
     qdir.mkdir(parents=True, exist_ok=True)
-    prefix = result_id or time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    prefix = result_id or utc_stamp()
     target = _unique_target(qdir, "%s__%s" % (prefix, source.name))
     missing = False
     try:
@@ -53,7 +53,7 @@ def quarantine_file(src: os.PathLike, quarantine_dir: os.PathLike, reason: str, 
     info: Dict[str, Any] = {
         "reason": reason,
         "detail": detail,
-        "time": utc_now_iso(),
+        "time": utc_iso(),
         "sha256": sha256,
         "id": result_id,
         "source": source.name,

@@ -8,44 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from vessel_seg.pipeline.store.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
+from vessel_seg.pipeline.store.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, is_temp_name
+from vessel_seg.vocabulary import (CAPTURE_STATES, DONE, OPTIONAL_RESULT_FILES, PROBABILITY_BIN, RESULT_FILES,
+                                   RESULT_JSON, SERVABLE_RESULT_FILES, is_result_id)
 
 log = logging.getLogger(__name__)
-
-ID_RE = re.compile(r"^[0-9a-f]{16}$")
-RESULT_JSON = "result.json"
-#: result.json "files" key -> file name. probability.bin is written first, result.json last.
-RESULT_FILES = {
-    "probability_bin": "probability.bin",
-    "probability_png": "probability.png",
-    "mask_png": "mask.png",
-    "overlay_png": "overlay.png",
-    "thumb": "thumb.jpg",
-}
-#: Files a result may have (listed in result.json when present): the input preview for the result page.
-OPTIONAL_FILES = {"input_jpg": "input.jpg"}
-#: Every name ``file_path`` serves.
-SERVABLE_FILES = tuple(RESULT_FILES.values()) + tuple(OPTIONAL_FILES.values()) + (RESULT_JSON,)
-STATES = ("queued", "processing", "done", "failed")
-
-
-def id_from_sha256(sha256: str) -> str:
-    """The result id: the first 16 hex digits of the content's SHA-256."""
-    return sha256[:16].lower()
-
-
-def utc_now_iso(ts: Optional[float] = None) -> str:
-    """ISO-8601 UTC timestamp with a Z suffix, second resolution."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
-
-
-#: Temp names of ``pipeline.atomic`` (".<name>.<12 hex>.tmp"); a kill -9 mid-write leaves one behind.
-_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
 def begin_result(result_dir: Path) -> None:
@@ -56,7 +26,7 @@ def begin_result(result_dir: Path) -> None:
     if stale.exists():
         stale.unlink()
     for name in os.listdir(str(result_dir)):
-        if _TEMP_RE.match(name):
+        if is_temp_name(name):
             log.info("removing %s/%s left by an interrupted write", result_dir.name, name)
             try:
                 os.unlink(str(result_dir / name))
@@ -66,7 +36,7 @@ def begin_result(result_dir: Path) -> None:
 
 def write_result_file(result_dir: Path, name: str, data: bytes) -> Path:
     """Write one allow-listed result file atomically."""
-    if name not in RESULT_FILES.values() and name not in OPTIONAL_FILES.values():
+    if name not in RESULT_FILES.values() and name not in OPTIONAL_RESULT_FILES.values():
         raise ValueError("unknown result file %r" % (name,))
     return atomic_write_bytes(result_dir / name, data, sync_dir=False)
 
@@ -75,7 +45,7 @@ def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
     """Write result.json last (atomically): from now on the result is complete."""
     meta = dict(meta)
     meta["files"] = dict(RESULT_FILES)
-    meta["files"].update({k: n for k, n in OPTIONAL_FILES.items() if (result_dir / n).is_file()})
+    meta["files"].update({k: n for k, n in OPTIONAL_RESULT_FILES.items() if (result_dir / n).is_file()})
     missing = [n for n in RESULT_FILES.values() if not (result_dir / n).is_file()]
     if missing:
         raise RuntimeError("cannot finish %s: missing %s" % (result_dir, ", ".join(missing)))
@@ -85,11 +55,11 @@ def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
 
 def write_result(result_dir: Path, files: Dict[str, bytes], meta: Dict[str, Any]) -> Path:
     """Write every file atomically (probability.bin first), then result.json."""
-    unknown = set(files) - set(RESULT_FILES.values()) - set(OPTIONAL_FILES.values())
+    unknown = set(files) - set(RESULT_FILES.values()) - set(OPTIONAL_RESULT_FILES.values())
     if unknown:
         raise ValueError("unknown result file(s): %s" % ", ".join(sorted(unknown)))
     begin_result(result_dir)
-    for name in sorted(files, key=lambda n: (n != "probability.bin", n)):
+    for name in sorted(files, key=lambda n: (n != PROBABILITY_BIN, n)):
         write_result_file(result_dir, name, files[name])
     return finish_result(result_dir, meta)
 
@@ -113,12 +83,12 @@ def is_complete(result_dir: Path) -> bool:
         return False
     names = meta.get("files") or {}
     if not isinstance(names, dict) or not set(RESULT_FILES.values()) <= set(names.values()) <= set(
-            RESULT_FILES.values()) | set(OPTIONAL_FILES.values()):
+            RESULT_FILES.values()) | set(OPTIONAL_RESULT_FILES.values()):
         return False
     try:
         for name in names.values():
             st = os.stat(str(result_dir / name))
-            if name == "probability.bin" and st.st_size != PROB_NBYTES:
+            if name == PROBABILITY_BIN and st.st_size != PROB_NBYTES:
                 return False
     except OSError:
         return False
@@ -151,17 +121,17 @@ class ResultStore(object):
     # -- paths
     def result_dir(self, result_id: str) -> Path:
         """Folder of a result (the id must be valid)."""
-        if not ID_RE.match(result_id or ""):
+        if not is_result_id(result_id):
             raise ValueError("invalid result id %r" % (result_id,))
         return self.results_dir / result_id
 
     def is_complete(self, result_id: str) -> bool:
         """Whether results/<id>/ holds a complete result."""
-        return ID_RE.match(result_id or "") is not None and is_complete(self.results_dir / result_id)
+        return is_result_id(result_id) and is_complete(self.results_dir / result_id)
 
     def file_path(self, result_id: str, name: str) -> Optional[Path]:
         """Path of a known result file (allow-listed name, validated id) if it exists, else None."""
-        if not isinstance(result_id, str) or not ID_RE.match(result_id) or name not in SERVABLE_FILES:
+        if not is_result_id(result_id) or name not in SERVABLE_RESULT_FILES:
             return None
         path = self.results_dir / result_id / name
         return path if path.is_file() else None
@@ -169,14 +139,14 @@ class ResultStore(object):
     # -- reading
     def get(self, result_id: str) -> Optional[Dict[str, Any]]:
         """result.json plus ``state`` for a finished result; the journal row for others; None if unknown."""
-        if not isinstance(result_id, str) or not ID_RE.match(result_id):
+        if not is_result_id(result_id):
             return None
         row = _row_dict(self.journal.get(result_id)) if self.journal is not None else {}
-        if row.get("state") not in (None, "done"):
+        if row.get("state") not in (None, DONE):
             return self._summary(row)
         meta = read_result_json(self.results_dir / result_id)
         if meta is not None and is_complete(self.results_dir / result_id):
-            meta["state"] = "done"
+            meta["state"] = DONE
             return meta
         return self._summary(row) if row else None
 
@@ -195,7 +165,7 @@ class ResultStore(object):
             items = []
             for row in rows:
                 item = self._summary(row)
-                if item.get("state") == "done":
+                if item.get("state") == DONE:
                     meta = read_result_json(self.results_dir / str(item["id"])) or {}
                     item.update(self._meta_summary(meta))
                 items.append(item)
@@ -204,7 +174,7 @@ class ResultStore(object):
         out = []
         for d in dirs[offset:offset + limit]:
             meta = read_result_json(d) or {}
-            item = {"id": d.name, "source": meta.get("source"), "state": "done", "created": meta.get("created")}
+            item = {"id": d.name, "source": meta.get("source"), "state": DONE, "created": meta.get("created")}
             item.update(self._meta_summary(meta))
             out.append(item)
         return out
@@ -225,7 +195,7 @@ class ResultStore(object):
         except OSError:
             return []
         for entry in entries:
-            if not ID_RE.match(entry.name):
+            if not is_result_id(entry.name):
                 continue
             try:
                 mtime = os.stat(os.path.join(entry.path, RESULT_JSON)).st_mtime
@@ -237,12 +207,12 @@ class ResultStore(object):
 
     def counts(self) -> Dict[str, int]:
         """Counts per state (queued, processing, done, failed) plus ``quarantined`` files."""
-        counts = {s: 0 for s in STATES}
+        counts = {s: 0 for s in CAPTURE_STATES}
         if self.journal is not None:
             for state, n in dict(self.journal.counts()).items():
                 counts[str(state)] = int(n)
         else:
-            counts["done"] = len(self._result_dirs())
+            counts[DONE] = len(self._result_dirs())
         counts["quarantined"] = len(self._reason_files())
         return counts
 

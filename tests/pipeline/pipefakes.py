@@ -41,13 +41,6 @@ def make_stages(results_dir: Path, nv12: bool = True, **settings: Any) -> Stages
     return Stages(model, StageSettings(**settings), results_dir)
 
 
-def item_for(path: Path, ident: Optional[str] = None) -> WorkItem:
-    import hashlib
-
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return WorkItem(id=ident or sha[:16], sha256=sha, source=path.name, path=path, size=path.stat().st_size)
-
-
 def fake_output(arr: np.ndarray) -> np.ndarray:
     """A deterministic 'probability': dark input pixels -> high probability (shape 1x1x512x512)."""
     if arr.dtype == np.uint8:            # NV12: the Y plane is the first 512 rows

@@ -17,7 +17,8 @@ from pipefakes import fundus_like, tiny_bundle, write_image
 import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
 import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 
-from vessel_seg.pipeline.appliance.daemon import Daemon, DaemonError, sanitize_filename  # noqa: E402
+from vessel_seg.pipeline.appliance.daemon import Daemon, DaemonError  # noqa: E402
+from vessel_seg.pipeline.appliance.recovery import Recovery  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -192,14 +193,14 @@ def test_uploads_on_a_file_system_without_hard_links_are_published_by_rename_and
         running, monkeypatch):
     import errno
 
-    import vessel_seg.pipeline.appliance.daemon as daemon_module
+    import vessel_seg.pipeline.appliance.uploads as uploads_module
 
     def no_links(src, dst):
         raise OSError(errno.EPERM, "Operation not permitted")
 
     d = running()
     d.scheduler.pause("test")                               # keep both files in capture/ while we look
-    monkeypatch.setattr(daemon_module.os, "link", no_links)
+    monkeypatch.setattr(uploads_module.os, "link", no_links)
     first = _png(d.paths.root / "one.png", seed=11).read_bytes()
     second = _png(d.paths.root / "two.png", seed=12).read_bytes()
     rid1 = d.submit_upload("same.png", first)
@@ -211,11 +212,15 @@ def test_uploads_on_a_file_system_without_hard_links_are_published_by_rename_and
     _wait(lambda: d.results.is_complete(rid1) and d.results.is_complete(rid2), what="both uploads processed")
 
 
-def test_sanitize_filename():
-    assert sanitize_filename("../a b/c d.png") == "c_d.png"
-    assert sanitize_filename("..hidden.png") == "hidden.png"
-    assert sanitize_filename("-rf.png") == "rf.png"
-    assert sanitize_filename("") == "upload"
+def test_an_upload_is_stored_under_a_safe_name_with_the_extension_of_its_content(running):
+    d = running()
+    data = _png(d.paths.root / "src.png", seed=13).read_bytes()
+    d.scheduler.pause("test")
+    for raw in ("../a b/c d.png", "..hidden.png", "-rf.png", ""):
+        d.submit_upload(raw, data)
+    assert {p.name for p in d.paths.capture.iterdir() if not p.name.startswith(".")} >= {"c_d.png", "hidden.png",
+                                                                                           "rf.png", "upload.png"}
+    d.scheduler.resume()
 
 
 def test_archive_policy_moves_processed_inputs(running, cfg):
@@ -299,7 +304,7 @@ def _journal_row(journal, path, starts=0, state=None):
 
 
 def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_requeued_again(running, cfg):
-    from vessel_seg.pipeline.appliance.daemon import MAX_INTERRUPTED_ATTEMPTS
+    from vessel_seg.pipeline.appliance.recovery import MAX_INTERRUPTED_ATTEMPTS
     from vessel_seg.pipeline.store.journal import Journal
 
     assert MAX_INTERRUPTED_ATTEMPTS == 3
@@ -458,14 +463,14 @@ def test_finished_results_are_checked_for_completeness_after_startup_not_before(
     j.close()
     release = threading.Event()
     checked_in = []
-    real_done_rows = Daemon._done_rows
+    real_done_rows = Recovery._done_rows
 
     def gated_done_rows(self):
         checked_in.append(threading.current_thread().name)
         release.wait(10.0)
         return real_done_rows(self)
 
-    monkeypatch.setattr(Daemon, "_done_rows", gated_done_rows)
+    monkeypatch.setattr(Recovery, "_done_rows", gated_done_rows)
     d2 = running()                                        # start() returned: READY=1 would be sent now
     assert threading.current_thread().name not in checked_in
     assert not d2.results.is_complete(rid)
@@ -474,7 +479,7 @@ def test_finished_results_are_checked_for_completeness_after_startup_not_before(
     assert checked_in == ["vs-recovery"]
 
 
-def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running):
+def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running, monkeypatch):
     from vessel_seg.pipeline.store.journal import Journal, JournalError
 
     d = running()
@@ -487,10 +492,10 @@ def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running)
     rid_kept = _journal_row(j, kept, starts=1)
     j.close()
     d2 = Daemon(d.config, systemd=False)
-    real_recover = d2._recover
+    real_recover = Recovery.recover
 
-    def recover_with_a_failing_mark():
-        rows = real_recover()
+    def recover_with_a_failing_mark(self):
+        rows = real_recover(self)
         real_mark = d2.journal.mark
 
         def mark(cid, state, *args, **kwargs):
@@ -501,7 +506,7 @@ def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running)
         d2.journal.mark = mark
         return rows
 
-    d2._recover = recover_with_a_failing_mark
+    monkeypatch.setattr(Recovery, "recover", recover_with_a_failing_mark)
     d2.start()
     try:
         _wait(lambda: d2.results.is_complete(rid_kept), what="the row after the failing one")

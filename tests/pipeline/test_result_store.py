@@ -8,7 +8,8 @@ import pytest
 
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
 from vessel_seg.pipeline.store.quarantine import quarantine_file
-from vessel_seg.pipeline.store.results import RESULT_FILES, ResultStore, is_complete, write_result
+from vessel_seg.pipeline.store.results import ResultStore, is_complete, write_result
+from vessel_seg.vocabulary import RESULT_FILES
 
 RID = "0123456789abcdef"
 

@@ -10,8 +10,9 @@ import pytest
 from vessel_seg.pipeline.store import results as results_mod
 from vessel_seg.pipeline.store.results import is_complete
 from vessel_seg.pipeline.engine.scheduler import InvalidTransition, PipelineState, Scheduler, SchedulerCallbacks
+from vessel_seg.pipeline.engine.stages import WorkItem
 
-from pipefakes import FakeDevice, fundus_like, item_for, make_stages, tiny_bundle, write_image
+from pipefakes import FakeDevice, fundus_like, make_stages, tiny_bundle, write_image
 
 
 class Recorder(SchedulerCallbacks):
@@ -44,7 +45,7 @@ def _items(tmp_path, n, size=(160, 150)):
     out = []
     for i in range(n):
         p = write_image(tmp_path / ("img%02d.png" % i), fundus_like(size[0], size[1], seed=i))
-        out.append(item_for(p))
+        out.append(WorkItem.for_file(p))
     return out
 
 
@@ -107,7 +108,7 @@ def test_bad_input_is_rejected_and_the_rest_continue(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     good = _items(tmp_path, 2)
-    s.submit(item_for(bad))
+    s.submit(WorkItem.for_file(bad))
     for it in good:
         s.submit(it)
     assert rec.wait_for(3)

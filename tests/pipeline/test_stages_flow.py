@@ -11,10 +11,11 @@ import pytest
 from vessel_seg.pipeline.store import results as results_mod
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, read_probability_bin
 from vessel_seg.pipeline.engine.decode import DecodeError
-from vessel_seg.pipeline.store.results import RESULT_FILES, is_complete
-from vessel_seg.pipeline.engine.stages import STAGE_NAMES, SequentialRunner
+from vessel_seg.pipeline.engine.stages import SequentialRunner, WorkItem
+from vessel_seg.pipeline.store.results import is_complete
+from vessel_seg.vocabulary import RESULT_FILES, STAGE_NAMES
 
-from pipefakes import FakeDevice, fake_output, fundus_like, item_for, make_stages, write_image
+from pipefakes import FakeDevice, fake_output, fundus_like, make_stages, write_image
 
 RESULT_KEYS = {"id", "source", "sha256", "created", "original_size", "model_input_size", "model", "runtime",
                "precision", "threshold", "vessel_density_fov", "fov_fraction", "timings_ms", "files"}
@@ -26,9 +27,9 @@ def image(tmp_path):
 
 
 def test_nv12_bundles_get_nv12_and_others_nchw_float(tmp_path, image):
-    job = make_stages(tmp_path, nv12=True).prepare(item_for(image))
+    job = make_stages(tmp_path, nv12=True).prepare(WorkItem.for_file(image))
     assert job.model_input.dtype == np.uint8 and job.model_input.shape == (768, 512)
-    job = make_stages(tmp_path, nv12=False).prepare(item_for(image))
+    job = make_stages(tmp_path, nv12=False).prepare(WorkItem.for_file(image))
     assert job.model_input.dtype == np.float32 and job.model_input.shape == (1, 3, 512, 512)
     assert 0.0 <= job.model_input.min() and job.model_input.max() <= 1.0
 
@@ -36,7 +37,7 @@ def test_nv12_bundles_get_nv12_and_others_nchw_float(tmp_path, image):
 def test_sequential_run_writes_the_complete_result_folder(tmp_path, image):
     stages = make_stages(tmp_path / "results")
     device = FakeDevice()
-    item = item_for(image)
+    item = WorkItem.for_file(image)
     job = SequentialRunner(stages, device).process(item)
     out = tmp_path / "results" / item.id
     assert is_complete(out)
@@ -64,14 +65,14 @@ def test_sequential_run_writes_the_complete_result_folder(tmp_path, image):
 
 def test_threshold_setting_overrides_the_model_threshold(tmp_path, image):
     stages = make_stages(tmp_path, threshold=0.9)
-    job = SequentialRunner(stages, FakeDevice()).process(item_for(image))
+    job = SequentialRunner(stages, FakeDevice()).process(WorkItem.for_file(image))
     assert json.loads(job.result_path.read_text())["threshold"] == 0.9
 
 
 def test_stem_naming_for_one_shot_segment(tmp_path, image):
     stages = make_stages(tmp_path / "out")
     stages.name_by = "stem"
-    SequentialRunner(stages, FakeDevice()).process(item_for(image))
+    SequentialRunner(stages, FakeDevice()).process(WorkItem.for_file(image))
     assert is_complete(tmp_path / "out" / "eye one")
 
 
@@ -80,14 +81,14 @@ def test_bad_input_raises_decode_error_before_the_device(tmp_path):
     bad.write_bytes(b"garbage")
     device = FakeDevice()
     with pytest.raises(DecodeError):
-        SequentialRunner(make_stages(tmp_path), device).process(item_for(bad))
+        SequentialRunner(make_stages(tmp_path), device).process(WorkItem.for_file(bad))
     assert device.executes == 0
 
 
 def test_finish_after_disk_full_leaves_no_result_json_then_completes(tmp_path, image, monkeypatch):
     stages = make_stages(tmp_path / "results")
     runner = SequentialRunner(stages, FakeDevice())
-    item = item_for(image)
+    item = WorkItem.for_file(image)
     job = stages.prepare(item)
     runner.execute(job)
     real = results_mod.atomic_write_bytes

@@ -16,8 +16,10 @@ from PIL import Image
 
 from vessel_seg.pipeline.store.atomic import ENOSPC_FLAG_ENV, atomic_write_bytes
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
-from vessel_seg.pipeline.store.results import RESULT_FILES, write_result
-from vessel_seg.pipeline.proving.checks import find_temp_files, sha256_bytes, tree_signature, verify_result_dir
+from vessel_seg.pipeline.store.results import write_result
+from vessel_seg.vocabulary import RESULT_FILES
+from vessel_seg.pipeline.proving.checks import find_temp_files, tree_signature, verify_result_dir
+from vessel_seg.vocabulary import sha256_bytes
 from vessel_seg.pipeline.proving.supervised import SupervisedDaemon
 from vessel_seg.pipeline.proving.inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, Writers, build_hostile_corpus,
                                     expected_results, make_load_plan, png_with_header, write_secret)

@@ -1,4 +1,4 @@
-"""The web against the real pipeline.daemon.Daemon object (constructed, not started: no device, no journal).
+"""The web against the real appliance Daemon object (constructed, not started: no device, no journal).
 
 Checks the contract of docs/ARCHITECTURE.md from the web's side with the daemon's own status(), metrics,
 results and submit_upload — the browser test covers the started daemon end to end.

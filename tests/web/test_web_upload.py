@@ -6,7 +6,8 @@ import io
 import pytest
 
 from vessel_seg.web import create_app
-from vessel_seg.web.uploads import UploadRejected, human_size, sanitize_filename, sniff_format, verify_image
+from vessel_seg.pipeline.appliance.uploads import UploadRejected, sniff_format, upload_name, verify_image
+from vessel_seg.web.presenters import human_size
 from web_fakes import image_bytes
 
 SAME_ORIGIN = {"Origin": "http://localhost"}
@@ -163,8 +164,8 @@ def test_the_html_form_upload_of_a_non_image_shows_an_html_error(client):
     ("..png", "upload.png"), (".hidden.png", "hidden.png"), ("", "upload.png"), (None, "upload.png"),
     ("na\u00efve r\u00e9tine;rm -rf.png", "naive_retinerm_-rf.png"), ("a" * 300 + ".png", "a" * 96 + ".png"),
 ])
-def test_sanitize_filename_keeps_a_safe_base_name_with_the_detected_extension(raw, expected):
-    assert sanitize_filename(raw, sniff_format(image_bytes("PNG"))) == expected
+def test_the_stored_name_is_a_safe_base_name_with_the_detected_extension(raw, expected):
+    assert upload_name(raw, sniff_format(image_bytes("PNG"))) == expected
 
 
 @pytest.mark.parametrize("nbytes,text", [(52428800, "50 MiB"), (50000000, "50 MB"), (2000, "2000 bytes"),
@@ -178,13 +179,11 @@ def test_verify_image_refuses_decompression_bombs(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 120x100 = 12000 px is now a "bomb"
     for limit_hit in (image_bytes("PNG"), image_bytes("JPEG")):
         with pytest.raises(UploadRejected) as info:
-            verify_image(limit_hit)
+            verify_image(limit_hit, max_pixels=10 ** 8)
         assert info.value.status == 422 and "too many pixels" in info.value.message
 
 
-def test_verify_image_refuses_images_above_the_appliance_pixel_limit(monkeypatch):
-    import vessel_seg.web.uploads as uploads_mod
-    monkeypatch.setattr(uploads_mod, "MAX_PIXELS", 100)
+def test_verify_image_refuses_images_above_the_appliance_pixel_limit():
     with pytest.raises(UploadRejected) as info:
-        verify_image(image_bytes("PNG"))
+        verify_image(image_bytes("PNG"), max_pixels=100)
     assert info.value.status == 422 and "120x100" in info.value.message

@@ -17,7 +17,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from PIL import Image
 
-from vessel_seg.pipeline.store.results import ResultStore, id_from_sha256, utc_now_iso, write_result
+from vessel_seg.pipeline.appliance.config import default_config
+from vessel_seg.pipeline.appliance.uploads import check_upload
+from vessel_seg.pipeline.store.results import ResultStore, write_result
+from vessel_seg.vocabulary import result_id, utc_iso
 
 
 def encode(img: Image.Image, fmt: str, **kwargs: Any) -> bytes:
@@ -63,11 +66,11 @@ class FakeJournal(object):
             row = self.rows.get(result_id)
             if row is None:
                 row = {"id": result_id, "sha256": None, "source": None, "path": None, "state": "queued",
-                       "reason": None, "attempts": 0, "created": utc_now_iso(), "updated": utc_now_iso()}
+                       "reason": None, "attempts": 0, "created": utc_iso(), "updated": utc_iso()}
                 self.rows[result_id] = row
                 self._order.append(result_id)
             row.update(fields)
-            row["updated"] = utc_now_iso()
+            row["updated"] = utc_iso()
 
     def get(self, result_id: str) -> Optional[Dict[str, Any]]:
         with self._lock:
@@ -123,7 +126,7 @@ def default_status() -> Dict[str, Any]:
 
 
 class FakeDaemon(object):
-    """Implements status(), results, submit_upload() and metrics like pipeline.daemon.Daemon.
+    """Implements status(), results, submit_upload() and metrics like vessel_seg.pipeline.appliance.daemon.Daemon.
 
     With ``process_delay_s`` set, uploads are processed by a background thread (queued -> processing -> done)
     after that delay, writing a real result folder; otherwise tests drive states by hand.
@@ -146,10 +149,13 @@ class FakeDaemon(object):
         return dict(self.state)
 
     def submit_upload(self, filename: str, data: bytes) -> str:
+        """Validates like the daemon (the same check), then stores the file and records the upload."""
         if self.upload_error is not None:
             raise self.upload_error
+        ingest = default_config()["ingest"]
+        filename, _fmt = check_upload(filename, data, max_bytes=ingest["max_bytes"], max_pixels=ingest["max_pixels"])
         sha = hashlib.sha256(data).hexdigest()
-        rid = id_from_sha256(sha)
+        rid = result_id(sha)
         tmp = self.capture_dir / (".{}.part".format(rid))
         tmp.write_bytes(data)
         final = self.capture_dir / filename
@@ -179,7 +185,7 @@ def add_result(daemon: FakeDaemon, rid: Optional[str] = None, source: str = "img
     image = image or fundus_like(seed=seed)
     rgb = np.asarray(image.convert("RGB"))
     if rid is None:
-        rid = id_from_sha256(hashlib.sha256(rgb.tobytes() + source.encode()).hexdigest())
+        rid = result_id(hashlib.sha256(rgb.tobytes() + source.encode()).hexdigest())
     h, w = rgb.shape[:2]
     prob512 = np.linspace(0, 1, 512 * 512, dtype=np.float32).reshape(512, 512)
     prob_full = (rgb[..., 1].astype(np.float32) / 255.0)
@@ -195,7 +201,7 @@ def add_result(daemon: FakeDaemon, rid: Optional[str] = None, source: str = "img
         "overlay.png": encode(Image.fromarray(overlay), "PNG"),
         "thumb.jpg": encode(thumb, "JPEG"),
     }
-    meta = {"id": rid, "source": source, "sha256": rid + "0" * 48, "created": utc_now_iso(),
+    meta = {"id": rid, "source": source, "sha256": rid + "0" * 48, "created": utc_iso(),
             "original_size": [w, h], "model_input_size": [512, 512],
             "model": {"name": "vessel-unet", "version": "1.0.0"}, "runtime": "sim", "precision": "fp32",
             "threshold": 0.5, "vessel_density_fov": 0.123, "fov_fraction": 0.7,
