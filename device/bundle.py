@@ -64,11 +64,6 @@ class ModelBundle:
         return os.path.join(self.path, OM_NAME)
 
     @property
-    def aipp_cfg_path(self) -> Optional[str]:
-        """Path of aipp.cfg, or None for a model without AIPP."""
-        return os.path.join(self.path, AIPP_NAME) if self.aipp is not None else None
-
-    @property
     def has_om(self) -> bool:
         """Whether model.om exists in the bundle folder."""
         return os.path.isfile(self.om_path)

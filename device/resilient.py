@@ -12,7 +12,7 @@ Failure handling per ACL error class (:func:`device.errors.classify`):
   :class:`DeviceError` until :meth:`restart`.
 
 Watchdog support: ``last_progress`` (time.monotonic of the last completed execute, or of construction) and
-``busy_since`` (monotonic start of the oldest execute in flight, None when idle); ``hung(timeout_s)`` combines them.
+``busy_since`` (monotonic start of the oldest execute in flight, None when idle).
 A submission counts as in flight from :meth:`submit` until its :meth:`collect` returns or raises; a caller that
 abandons a submission (e.g. to redo the job synchronously) must :meth:`discard` it.
 """
@@ -28,6 +28,7 @@ import numpy as np
 
 from .bundle import ModelBundle, load_bundle
 from .errors import AclError, DeviceError
+from .interface import InferenceDevice
 from .session import DeviceSession, open_session
 from .state import DeviceState
 
@@ -38,7 +39,7 @@ __all__ = ["ResilientDevice"]
 T = TypeVar("T")
 
 
-class ResilientDevice:
+class ResilientDevice(InferenceDevice):
     """Owns a :class:`DeviceSession`; thread-safe; see the module docstring for the failure policy."""
 
     def __init__(self, bundle: Union[ModelBundle, str], runtime: str = "auto",
@@ -98,12 +99,6 @@ class ResilientDevice:
         if old is not None:
             old.close(finalize=finalize)
 
-    def __enter__(self) -> "ResilientDevice":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     @property
     def session(self) -> Optional[DeviceSession]:
         """The current session (None before start, while recovering, or after close)."""
@@ -120,11 +115,6 @@ class ResilientDevice:
         with self._cond:
             times = [t for key, t in self._inflight.items() if key > 0 or (-key - 1) in self._submitted]
             return min(times) if times else None
-
-    def hung(self, timeout_s: float) -> bool:
-        """True when an execute has been in flight for longer than ``timeout_s``."""
-        since = self.busy_since
-        return since is not None and time.monotonic() - since > timeout_s
 
     def _busy(self) -> int:
         token = next(self._tokens)

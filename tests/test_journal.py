@@ -190,14 +190,6 @@ def test_counts_since_counts_only_rows_updated_at_or_after_the_timestamp(j, monk
         j.counts_since("yesterday")
 
 
-def test_find_by_sha_returns_the_row_or_none(j):
-    s = sha("find")
-    rid, _ = j.add(s, "f.png", None, 3)
-    assert j.find_by_sha(s)["id"] == rid
-    assert j.find_by_sha(s.upper())["id"] == rid
-    assert j.find_by_sha(sha("missing")) is None
-
-
 def test_concurrent_threads_add_and_update_without_losing_or_duplicating_rows(j):
     shared = sha("shared")
     new_flags = []

@@ -19,10 +19,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from training.models import count_macs, count_parameters_deployed, export_graph, network_from_checkpoint
 from vessel_seg.device.aipp import default_aipp_cfg_text
 from vessel_seg.device.bundle import write_bundle
 from vessel_seg.device.onnx_proto import encode_model
-from training.models import count_macs, count_parameters_deployed, export_graph, network_from_checkpoint
 
 log = logging.getLogger("training.export")
 

@@ -28,12 +28,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vessel_seg.pipeline.shared.datasets import Sample, find_samples
-from vessel_seg.pipeline.shared.scoring import best_dice_threshold, roc_auc, threshold_metrics
-from vessel_seg.device.aipp import AippConfig, aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
-from vessel_seg.pipeline.shared.preprocess import PreprocessParams, crop_and_resize, preprocess, restore_to_original, rgb_to_nv12
 from training.augment import canvas, geometric, photometric
 from training.models import build_model, count_macs, count_parameters_deployed
+from vessel_seg.device.aipp import AippConfig, aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
+from vessel_seg.pipeline.shared.datasets import Sample, find_samples
+from vessel_seg.pipeline.shared.preprocess import (
+    PreprocessParams,
+    crop_and_resize,
+    preprocess,
+    restore_to_original,
+    rgb_to_nv12,
+)
+from vessel_seg.pipeline.shared.scoring import best_dice_threshold, roc_auc, threshold_metrics
 
 log = logging.getLogger("training")
 DEFAULT_BUDGET_MIN = 45.0

@@ -23,11 +23,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from training.models import network_from_checkpoint
+from training.train import (
+    FLIP_DIMS,
+    Prepared,
+    final_validation,
+    original_size_probabilities,
+    score_original_size,
+    split_samples,
+)
 from vessel_seg.pipeline.shared.datasets import find_samples
 from vessel_seg.pipeline.shared.preprocess import PreprocessParams
-from training.models import network_from_checkpoint
-from training.train import (FLIP_DIMS, Prepared, final_validation, original_size_probabilities,
-                            score_original_size, split_samples)
 
 log = logging.getLogger("training.validate")
 

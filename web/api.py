@@ -6,16 +6,22 @@ from typing import Any, Dict
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from vessel_seg.pipeline.appliance.uploads import UploadRejected
+from vessel_seg.vocabulary import is_result_id
 from vessel_seg.web.context import get_daemon, web_state
 from vessel_seg.web.errors import json_error
 from vessel_seg.web.metrics import CONTENT_TYPE, render_prometheus
 from vessel_seg.web.pagination import parse_page
 from vessel_seg.web.pending import lookup_result
-from vessel_seg.web.presenters import (StatusUnavailable, health_problem, json_safe, page_of_results, read_status,
-                            result_detail)
-from vessel_seg.vocabulary import is_result_id
+from vessel_seg.web.presenters import (
+    StatusUnavailable,
+    health_problem,
+    json_safe,
+    page_of_results,
+    read_status,
+    result_detail,
+)
 from vessel_seg.web.upload_flow import accept_upload
-from vessel_seg.pipeline.appliance.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
 

@@ -6,16 +6,23 @@ from typing import Any, Dict, Optional
 
 from flask import Blueprint, Response, redirect, render_template, request, send_file, url_for
 
+from vessel_seg.pipeline.appliance.uploads import SUPPORTED_DESCRIPTION, UploadRejected
+from vessel_seg.vocabulary import is_result_id
 from vessel_seg.web.context import app_config, get_daemon, web_state
 from vessel_seg.web.errors import error_response
 from vessel_seg.web.pagination import parse_page
 from vessel_seg.web.pending import lookup_result
-from vessel_seg.web.presenters import (StatusUnavailable, human_size, json_safe, list_item, page_of_results, read_status,
-                                      result_detail)
-from vessel_seg.vocabulary import is_result_id
+from vessel_seg.web.presenters import (
+    StatusUnavailable,
+    human_size,
+    json_safe,
+    list_item,
+    page_of_results,
+    read_status,
+    result_detail,
+)
 from vessel_seg.web.result_files import ALLOWED_FILES, is_allowed_file
 from vessel_seg.web.upload_flow import accept_upload
-from vessel_seg.pipeline.appliance.uploads import SUPPORTED_DESCRIPTION, UploadRejected
 
 log = logging.getLogger(__name__)
 

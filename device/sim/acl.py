@@ -12,8 +12,16 @@ import os
 from typing import Optional
 
 from . import mdl, media, rt, util
-from .state import (ACL_SUCCESS, ERR_INVALID_FILE, ERR_INVALID_PARAM, ERR_REPEAT_FINALIZE, ERR_REPEAT_INITIALIZE,
-                    ERR_UNINITIALIZE, STATE, api)
+from .state import (
+    ACL_SUCCESS,
+    ERR_INVALID_FILE,
+    ERR_INVALID_PARAM,
+    ERR_REPEAT_FINALIZE,
+    ERR_REPEAT_INITIALIZE,
+    ERR_UNINITIALIZE,
+    STATE,
+    api,
+)
 
 log = logging.getLogger("device.sim")
 

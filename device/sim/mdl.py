@@ -22,9 +22,21 @@ from ..onnx_proto import OnnxError, decode_model
 from .executor import UnsupportedOpError
 from .memory import DEVICE_KINDS
 from .model import SimModel
-from .state import (ACL_SUCCESS, ERR_GE_PARAM_INVALID, ERR_INTERNAL, ERR_INVALID_FILE, ERR_INVALID_MODEL_ID,
-                    ERR_INVALID_PARAM, ERR_PARSE_MODEL, ERR_RT_INVALID_MEMORY_TYPE, ERR_RT_MODEL_CONTEXT,
-                    ERR_RT_MODEL_EXECUTE, ERR_RT_PARAM_INVALID, STATE, api)
+from .state import (
+    ACL_SUCCESS,
+    ERR_GE_PARAM_INVALID,
+    ERR_INTERNAL,
+    ERR_INVALID_FILE,
+    ERR_INVALID_MODEL_ID,
+    ERR_INVALID_PARAM,
+    ERR_PARSE_MODEL,
+    ERR_RT_INVALID_MEMORY_TYPE,
+    ERR_RT_MODEL_CONTEXT,
+    ERR_RT_MODEL_EXECUTE,
+    ERR_RT_PARAM_INVALID,
+    STATE,
+    api,
+)
 
 log = logging.getLogger("device.sim")
 

@@ -14,9 +14,23 @@ from typing import Tuple
 import numpy as np
 
 from .memory import DEVICE_KINDS, HOST_KINDS
-from .state import (ACL_SUCCESS, ERR_RT_CONTEXT_NULL, ERR_RT_FEATURE_NOT_SUPPORT, ERR_RT_INVALID_DEVICEID,
-                    ERR_RT_INVALID_MEMORY_TYPE, ERR_RT_MEMORY_ALLOCATION, ERR_RT_MEMORY_FREE, ERR_RT_PARAM_INVALID,
-                    ERR_RT_STREAM_CONTEXT, N_DEVICES, STATE, Context, DeviceRecord, Stream, api)
+from .state import (
+    ACL_SUCCESS,
+    ERR_RT_CONTEXT_NULL,
+    ERR_RT_FEATURE_NOT_SUPPORT,
+    ERR_RT_INVALID_DEVICEID,
+    ERR_RT_INVALID_MEMORY_TYPE,
+    ERR_RT_MEMORY_ALLOCATION,
+    ERR_RT_MEMORY_FREE,
+    ERR_RT_PARAM_INVALID,
+    ERR_RT_STREAM_CONTEXT,
+    N_DEVICES,
+    STATE,
+    Context,
+    DeviceRecord,
+    Stream,
+    api,
+)
 
 log = logging.getLogger("device.sim")
 

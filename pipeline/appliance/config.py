@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from vessel_seg.config import DEFAULT_CONFIG_FILE
 from vessel_seg.models import DEFAULT_BUNDLE as DEFAULT_BUNDLE_NAME
 from vessel_seg.models import bundle_dir
+
 MODELS_ENV = "VESSEL_SEG_MODELS"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -410,14 +410,6 @@ def resolve_bundle_dir(config: Dict[str, Any]) -> Path:
         p = resolve_path(env)
         return p if (p / "model.yaml").exists() else p / DEFAULT_BUNDLE_NAME
     return bundle_dir(DEFAULT_BUNDLE_NAME)
-
-
-def get_key(config: Dict[str, Any], dotted: str) -> Any:
-    """Read a dotted key (``"web.port"``)."""
-    value: Any = config
-    for part in dotted.split("."):
-        value = value[part]
-    return value
 
 
 def set_key(config: Dict[str, Any], dotted: str, value: Any) -> None:

@@ -30,7 +30,7 @@ from vessel_seg.pipeline.appliance.reload import apply_reload
 from vessel_seg.pipeline.appliance.sdnotify import SystemdNotifier, WatchdogPinger
 from vessel_seg.pipeline.appliance.uploads import UploadPublisher, check_upload
 from vessel_seg.pipeline.engine.scheduler import PipelineState, Scheduler, SchedulerCallbacks
-from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
+from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
 from vessel_seg.pipeline.engine.telemetry import Metrics
 from vessel_seg.pipeline.store.journal import Journal
 from vessel_seg.pipeline.store.results import ResultStore

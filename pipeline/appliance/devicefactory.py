@@ -1,15 +1,15 @@
 """Building the device from the configuration: bundle location, simulator options, ResilientDevice.
 
-The only place in pipeline/ that knows how ``device`` objects are constructed; the rest uses the
-session-like API (write_input / execute_async / wait / read_output / infer).
+The only place in pipeline/ that knows how devices are constructed; the rest uses the
+:class:`~vessel_seg.device.InferenceDevice` they are (start / submit / collect / infer / discard / close).
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+from vessel_seg.device import InferenceDevice, ModelBundle, ResilientDevice, load_bundle
 from vessel_seg.pipeline.appliance.config import resolve_bundle_dir
 
 log = logging.getLogger(__name__)
@@ -22,36 +22,27 @@ def sim_options_from_config(config: Dict[str, Any]) -> Dict[str, Any]:
     return sim
 
 
-def load_model_bundle(config: Dict[str, Any], path: Optional[Path] = None) -> Any:
+def load_model_bundle(config: Dict[str, Any], path: Optional[Path] = None) -> ModelBundle:
     """Load and validate the configured bundle (raises ``device.BundleError`` with what is wrong)."""
-    from vessel_seg.device import load_bundle
-
     bundle_dir = Path(path) if path is not None else resolve_bundle_dir(config)
     return load_bundle(str(bundle_dir))
 
 
-def make_device(bundle: Any, config: Dict[str, Any], runtime: Optional[str] = None,
-                sim_overrides: Optional[Dict[str, Any]] = None) -> Any:
+def make_device(bundle: ModelBundle, config: Dict[str, Any], runtime: Optional[str] = None,
+                sim_overrides: Optional[Dict[str, Any]] = None) -> InferenceDevice:
     """An (unopened) ``ResilientDevice`` for ``bundle`` with two buffer slots."""
-    from vessel_seg.device.resilient import ResilientDevice
-
     sim = sim_options_from_config(config)
     if sim_overrides:
         sim.update(sim_overrides)
-    kwargs: Dict[str, Any] = {"runtime": runtime or config["device"]["runtime"], "sim_options": sim, "n_slots": 2}
-    params = inspect.signature(ResilientDevice.__init__).parameters
-    if "retries" in params:
-        kwargs["retries"] = config["device"]["retries"]
-    if "device_id" in params:
-        kwargs["device_id"] = config["device"]["device_id"]
-    return ResilientDevice(bundle, **kwargs)
+    return ResilientDevice(bundle, runtime=runtime or config["device"]["runtime"], sim_options=sim, n_slots=2,
+                           retries=config["device"]["retries"], device_id=config["device"]["device_id"])
 
 
-def runtime_name_and_precision(device: Any, config: Dict[str, Any],
+def runtime_name_and_precision(device: InferenceDevice, config: Dict[str, Any],
                                sim_overrides: Optional[Dict[str, Any]] = None) -> Tuple[str, str]:
     """("acl"|"sim", "fp16"|"fp32") of an opened device: what result.json records."""
-    info = dict(getattr(device, "runtime_info", None) or {})
-    runtime = str(info.get("runtime") or getattr(device, "runtime_name", "") or "unknown")
+    info = dict(device.runtime_info or {})
+    runtime = str(info.get("runtime") or "unknown")
     precision = info.get("precision")
     if not precision:
         if runtime == "sim":

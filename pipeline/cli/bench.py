@@ -153,7 +153,7 @@ def measure_execute_only(cfg: Any, model_input: Any, count: int) -> float:
 def prepare_input(cfg: Any, image_path: Path) -> Any:
     """The model input for one image (for execute-only)."""
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle
-    from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
+    from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
 
     bundle = load_model_bundle(cfg)
     stages = Stages(ModelInfo.from_bundle(bundle), StageSettings.from_config(cfg), image_path.parent)
@@ -163,7 +163,7 @@ def prepare_input(cfg: Any, image_path: Path) -> Any:
 def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
     """Images/s with one thread doing every stage per image (no double buffering, no worker threads)."""
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
-    from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
+    from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, Stages, StageSettings, WorkItem
 
     bundle = load_model_bundle(cfg)
     device = make_device(bundle, cfg)

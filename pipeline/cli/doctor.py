@@ -23,6 +23,15 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from vessel_seg.device.bundle import BundleError, load_bundle
+from vessel_seg.pipeline.appliance.config import (
+    ConfigError,
+    default_config,
+    load_config,
+    resolve_bundle_dir,
+    resolve_path,
+)
+
 log = logging.getLogger(__name__)
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -97,9 +106,9 @@ def run_checks(config_path: str, dev_dir: str = "/dev", systemctl: Optional[str]
     probe_env.update(cann_env)
     cann_version = find_cann_version(probe_env)
     who = _effective_identity(service_user)
-    data_dir = str(_get(config, "data_dir", "var"))
-    checks.extend(check_directories(_resolve(data_dir), who))
-    checks.append(check_disk(_resolve(data_dir), min_free_bytes))
+    data_dir = str(resolve_path(_get(config, "data_dir", "var")))
+    checks.extend(check_directories(data_dir, who))
+    checks.append(check_disk(data_dir, min_free_bytes))
     checks.append(check_model(config, runtime))
     checks.append(check_runtime(runtime, probe_env, cann_version, bool(cann_env)))
     checks.append(check_devices(runtime, dev_dir, who))
@@ -110,31 +119,19 @@ def run_checks(config_path: str, dev_dir: str = "/dev", systemctl: Optional[str]
 
 # --------------------------------------------------------------------------------------------- config
 def check_config(path: str) -> Tuple[Dict[str, Any], Check]:
-    """Load and validate the configuration (pipeline.config when present, else plain YAML)."""
+    """Load and validate the configuration; when it is invalid, later checks use the defaults overlaid with
+    the file's data_dir, device.runtime and model.bundle (so they still say something useful)."""
     if not os.path.isfile(path):
-        return _fallback_config({}), Check(FAIL, "config", "%s not found (install.sh writes it; or --config FILE)"
-                                           % path)
-    try:
-        from vessel_seg.pipeline.appliance.config import ConfigError, load_config
-    except ImportError:
-        return _check_config_plain(path)
+        return default_config(), Check(FAIL, "config", "%s not found (install.sh writes it; or --config FILE)"
+                                       % path)
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         first = str(exc.issues[0]) if exc.issues else str(exc)
         more = " (+%d more; vessel-seg validate-config %s)" % (len(exc.issues) - 1, path) if len(exc.issues) > 1 else ""
-        return _fallback_config(_raw_yaml(path)), Check(FAIL, "config", first + more)
-    except OSError as exc:
-        return _fallback_config({}), Check(FAIL, "config", "%s: cannot read: %s" % (path, exc))
+        return _fallback_config(_raw_yaml(path), os.path.dirname(os.path.abspath(path))), Check(FAIL, "config",
+                                                                                             first + more)
     return cfg, Check(OK, "config", "%s valid" % path)
-
-
-def _check_config_plain(path: str) -> Tuple[Dict[str, Any], Check]:
-    raw = _raw_yaml(path)
-    if raw is None:
-        return _fallback_config({}), Check(FAIL, "config", "%s is not valid YAML" % path)
-    return _fallback_config(raw), Check(WARN, "config", "%s parses as YAML (pipeline.config unavailable: "
-                                        "not validated)" % path)
 
 
 def _raw_yaml(path: str) -> Optional[Dict[str, Any]]:
@@ -148,17 +145,14 @@ def _raw_yaml(path: str) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
-def _fallback_config(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """Defaults overlaid with whatever the (possibly invalid) file says, so later checks still run."""
-    try:
-        from vessel_seg.pipeline.appliance.config import default_config
-
-        cfg = default_config()  # type: Dict[str, Any]
-    except ImportError:
-        cfg = {"data_dir": "var", "device": {"runtime": "auto"}, "model": {"bundle": None}}
+def _fallback_config(raw: Optional[Dict[str, Any]], base_dir: str) -> Dict[str, Any]:
+    """Defaults overlaid with what the invalid file says (its relative paths anchored at ``base_dir``)."""
+    cfg = default_config()  # type: Dict[str, Any]
     for dotted in ("data_dir", "device.runtime", "model.bundle"):
         value = _get(raw or {}, dotted, None)
         if isinstance(value, str) and value:
+            if dotted != "device.runtime":
+                value = os.path.join(base_dir, os.path.expanduser(value))
             _set(cfg, dotted, value)
     return cfg
 
@@ -178,15 +172,6 @@ def _set(cfg: Dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
-
-
-def _resolve(path: str) -> str:
-    try:
-        from vessel_seg.pipeline.appliance.config import resolve_path
-
-        return str(resolve_path(path))
-    except ImportError:
-        return os.path.abspath(path)
 
 
 # --------------------------------------------------------------------------------------------- permissions
@@ -294,31 +279,14 @@ def check_disk(data_dir: str, min_free_bytes: int = MIN_FREE_BYTES) -> Check:
 
 
 # --------------------------------------------------------------------------------------------- model
-def _bundle_dir(config: Mapping[str, Any]) -> str:
-    try:
-        from vessel_seg.pipeline.appliance.config import resolve_bundle_dir
-
-        return str(resolve_bundle_dir(config))
-    except (ImportError, KeyError, TypeError):
-        configured = _get(config, "model.bundle", None)
-        return _resolve(configured) if configured else _resolve("models/vessel-unet")
-
-
 def check_model(config: Mapping[str, Any], runtime: str) -> Check:
     """Bundle integrity (device.bundle.load_bundle: files, shapes, sha256 of every file), model.om for acl."""
-    path = _bundle_dir(config)
+    path = str(resolve_bundle_dir(config))
     try:
-        from vessel_seg.device.bundle import BundleError, load_bundle
-    except ImportError:
-        problem, name_version, has_om = _check_hashes_plain(path)
-    else:
-        try:
-            bundle = load_bundle(path)
-        except BundleError as exc:
-            return Check(FAIL, "model", str(exc))
-        problem, name_version, has_om = None, "%s %s" % (bundle.name, bundle.version), bundle.has_om
-    if problem:
-        return Check(FAIL, "model", "%s: %s" % (path, problem))
+        bundle = load_bundle(path)
+    except BundleError as exc:
+        return Check(FAIL, "model", str(exc))
+    name_version, has_om = "%s %s" % (bundle.name, bundle.version), bundle.has_om
     if not has_om and runtime == "acl":
         return Check(FAIL, "model", "%s: model.om missing: the NPU runs .om models; run convert_om.sh with ATC "
                      "(docs/DEPLOY.md)" % path)
@@ -326,31 +294,6 @@ def check_model(config: Mapping[str, Any], runtime: str) -> Check:
     if not has_om and runtime == "auto":
         return Check(WARN, "model", "%s %s hashes ok, %s; runtime auto needs it on the NPU" % (path, name_version, om))
     return Check(OK, "model", "%s %s, hashes ok, %s" % (path, name_version, om))
-
-
-def _check_hashes_plain(path: str) -> Tuple[Optional[str], str, bool]:
-    """(problem or None, "name version", has model.om) without the device package."""
-    import hashlib
-
-    meta = _raw_yaml(os.path.join(path, "model.yaml"))
-    if meta is None:
-        return "model.yaml missing or not valid YAML", "", False
-    files = meta.get("files")
-    if not isinstance(files, dict) or not files:
-        return "model.yaml has no files: section with sha256 hashes", "", False
-    for name, digest in files.items():
-        fpath = os.path.join(path, str(name))
-        if not os.path.isfile(fpath):
-            if name == "model.om":
-                continue
-            return "%s listed in model.yaml but missing" % name, "", False
-        h = hashlib.sha256()
-        with open(fpath, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != str(digest).lower():
-            return "%s: sha256 mismatch" % name, "", False
-    return None, "%s %s" % (meta.get("name"), meta.get("version")), os.path.isfile(os.path.join(path, "model.om"))
 
 
 # --------------------------------------------------------------------------------------------- runtime
@@ -449,11 +392,7 @@ sys.stdout.write("\n" + json.dumps(out) + "\n")
 
 def probe_acl(env: Mapping[str, str], timeout: float = PROBE_TIMEOUT_S) -> Dict[str, Any]:
     """Import pyACL through device.runtime in a child process with ``env``; count devices."""
-    import vessel_seg.device as device
-
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(device.__file__)))
     child_env = dict(env)
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     try:
         proc = subprocess.run([sys.executable, "-c", _PROBE], env=child_env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=timeout, universal_newlines=True)

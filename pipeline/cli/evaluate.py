@@ -54,10 +54,10 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
              limit: int = 0, progress=None) -> Dict[str, Any]:
     """Run the product path over a dataset and return the metrics (see module docstring)."""
     from vessel_seg.device import load_bundle, open_session
+    from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
     from vessel_seg.pipeline.shared.datasets import find_samples
     from vessel_seg.pipeline.shared.preprocess import restore_to_original
     from vessel_seg.pipeline.shared.scoring import roc_auc, threshold_metrics
-    from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
 
     samples = find_samples(dataset, split=split, observer=observer, images=images, labels=labels, fov=fov)
     if limit:

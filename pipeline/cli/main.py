@@ -1,14 +1,12 @@
-"""The ``vessel-seg`` command line (console script ``vessel-seg = pipeline.cli:main``).
+"""The ``vessel-seg`` command line (console script ``vessel-seg = vessel_seg.pipeline.cli.main:main``).
 
 Sub-commands are dispatched lazily: only the chosen command's module is imported, and only the chosen
 command's arguments are built, so ``vessel-seg --help`` stays fast and imports neither OpenCV nor Flask.
-``doctor`` and ``evaluate`` are registered when their modules exist (``add_arguments(p)``/``run(args)``).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -16,28 +14,28 @@ from vessel_seg import __version__
 
 VERSION_TEXT = "vessel-seg %s" % __version__
 
+_CLI = "vessel_seg.pipeline.cli."
+
 # name -> (help, "module:add_arguments", "module:run")
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "run": ("run the appliance daemon (capture folder -> NPU -> results, status page)",
-            "vessel_seg.pipeline.cli.main:add_run_arguments", "vessel_seg.pipeline.cli.run:run"),
+            _CLI + "main:add_run_arguments", _CLI + "run:run"),
     "segment": ("segment image files once, no daemon: writes OUT/<stem>/",
-                "vessel_seg.pipeline.cli.main:add_segment_arguments", "vessel_seg.pipeline.cli.segment:run"),
+                _CLI + "main:add_segment_arguments", _CLI + "segment:run"),
     "bin2png": ("convert a probability.bin (512x512 float32 LE) to an 8-bit gray PNG",
-                "vessel_seg.pipeline.cli.main:add_bin2png_arguments", "vessel_seg.pipeline.cli.main:run_bin2png"),
+                _CLI + "main:add_bin2png_arguments", _CLI + "main:run_bin2png"),
     "camera-sim": ("camera simulator: write (synthetic) fundus images into a capture folder",
-                   "vessel_seg.pipeline.cli.main:add_camera_sim_arguments", "vessel_seg.pipeline.cli.main:run_camera_sim"),
+                   _CLI + "main:add_camera_sim_arguments", _CLI + "main:run_camera_sim"),
     "validate-config": ("check a configuration file: prints ok or every error (file:line: key: reason)",
-                        "vessel_seg.pipeline.cli.main:add_validate_config_arguments", "vessel_seg.pipeline.cli.main:run_validate_config"),
+                        _CLI + "main:add_validate_config_arguments", _CLI + "main:run_validate_config"),
     "bench": ("benchmark execute-only, end-to-end daemon and sequential throughput, RSS and idle CPU",
-              "vessel_seg.pipeline.cli.bench:add_arguments", "vessel_seg.pipeline.cli.bench:run"),
+              _CLI + "bench:add_arguments", _CLI + "bench:run"),
     "stress": ("stress the real daemon: load, kill -9, hostile files, device faults, disk full, hostile HTTP",
                "vessel_seg.pipeline.proving.command:add_arguments", "vessel_seg.pipeline.proving.command:run"),
-}
-OPTIONAL_COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "doctor": ("check the installation: config, directories, model bundle, runtime, service",
-               "vessel_seg.pipeline.cli.doctor:add_arguments", "vessel_seg.pipeline.cli.doctor:run"),
+               _CLI + "doctor:add_arguments", _CLI + "doctor:run"),
     "evaluate": ("score the model on a labelled dataset (e.g. DRIVE) through the product path",
-                 "vessel_seg.pipeline.cli.evaluate:add_arguments", "vessel_seg.pipeline.cli.evaluate:run"),
+                 _CLI + "evaluate:add_arguments", _CLI + "evaluate:run"),
 }
 
 
@@ -46,26 +44,9 @@ def _resolve(ref: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def _module_exists(ref: str) -> bool:
-    module = ref.partition(":")[0]
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-#: Built-in commands that need another package's module (the module is checked without importing it).
-REQUIRES = {"camera-sim": "vessel_seg.camera.simulator:add_camera_sim_arguments"}
-
-
 def available_commands() -> Dict[str, Tuple[str, str, str]]:
-    """Built-in commands plus the optional ones whose module is present."""
-    cmds = {name: spec for name, spec in COMMANDS.items()
-            if name not in REQUIRES or _module_exists(REQUIRES[name])}
-    for name, spec in OPTIONAL_COMMANDS.items():
-        if _module_exists(spec[2]):
-            cmds[name] = spec
-    return cmds
+    """Every command: name -> (help, "module:add_arguments", "module:run")."""
+    return dict(COMMANDS)
 
 
 def out(text: str = "") -> None:

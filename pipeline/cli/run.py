@@ -13,8 +13,8 @@ import signal
 import threading
 from typing import Any, Optional
 
-from vessel_seg.pipeline.cli.main import err
 from vessel_seg.pipeline.appliance.config import Config, ConfigError, load_config, set_key
+from vessel_seg.pipeline.cli.main import err
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,8 @@ def apply_run_overrides(cfg: Config, args: argparse.Namespace) -> None:
 def _start_web(daemon: Any, cfg: Config) -> Optional[Any]:
     if not cfg["web"]["enabled"]:
         return None
-    try:
-        import vessel_seg.web as web
-    except ImportError as exc:
-        log.warning("status page disabled: the web package cannot be imported (%s)", exc)
-        return None
+    import vessel_seg.web as web
+
     app = web.create_app(daemon, cfg["web"].as_dict())
     server = web.serve(app, cfg["web"]["host"], cfg["web"]["port"])
     port = getattr(server, "effective_port", cfg["web"]["port"])
@@ -70,11 +67,8 @@ def _serve_forever(server: Any) -> None:
 
 
 def _start_demo(capture_dir: Any, rate: float, stop: threading.Event) -> Optional[threading.Thread]:
-    try:
-        from vessel_seg.camera.simulator import CameraSimulator
-    except ImportError as exc:
-        log.warning("--demo unavailable: %s", exc)
-        return None
+    from vessel_seg.camera.simulator import CameraSimulator
+
     sim = CameraSimulator(capture_dir, rate_per_s=rate, mode="rename")
     t = threading.Thread(target=sim.run, kwargs={"stop_event": stop}, name="vs-demo-camera", daemon=True)
     t.start()

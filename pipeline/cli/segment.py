@@ -12,17 +12,17 @@ import logging
 from pathlib import Path
 from typing import Any, List
 
-from vessel_seg.pipeline.cli.main import err, out
 from vessel_seg.pipeline.appliance.config import ConfigError, load_config, set_key
+from vessel_seg.pipeline.cli.main import err, out
 
 log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
     """Segment every image; see the module docstring for exit codes."""
-    from vessel_seg.pipeline.engine.decode import DecodeError
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
-    from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, StageSettings, Stages, WorkItem
+    from vessel_seg.pipeline.engine.decode import DecodeError
+    from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, Stages, StageSettings, WorkItem
 
     try:
         cfg = load_config(args.config)

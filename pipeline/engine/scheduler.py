@@ -32,11 +32,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from vessel_seg.pipeline.store.atomic import is_disk_full
+from vessel_seg.device.interface import InferenceDevice
+from vessel_seg.device.state import DeviceState
 from vessel_seg.pipeline.engine.decode import DecodeError
 from vessel_seg.pipeline.engine.stages import Job, Stages, WorkItem
 from vessel_seg.pipeline.engine.telemetry import Metrics
 from vessel_seg.pipeline.engine.workqueue import WorkQueue
+from vessel_seg.pipeline.store.atomic import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class SchedulerCallbacks(object):
 class Scheduler(object):
     """Runs ``Stages`` around a device in worker threads (see module docstring)."""
 
-    def __init__(self, stages: Stages, device: Any, callbacks: Optional[SchedulerCallbacks] = None,
+    def __init__(self, stages: Stages, device: InferenceDevice, callbacks: Optional[SchedulerCallbacks] = None,
                  pre_workers: int = 2, post_workers: int = 2, queue_size: int = 8,
                  retry_interval_s: float = 5.0, metrics: Optional[Metrics] = None) -> None:
         self.stages = stages
@@ -301,7 +303,7 @@ class Scheduler(object):
         """Synchronous execute, retried every retry_interval_s while the device fails. False on abort."""
         while not self._abort.is_set():
             try:
-                if self._device_state() == "failed" and hasattr(self.device, "restart"):
+                if self.device.state is DeviceState.FAILED:
                     log.info("restarting the failed device")
                     self.device.restart()
                 job.timings_ms["_exec_t0"] = time.perf_counter()
@@ -316,14 +318,10 @@ class Scheduler(object):
                     break
         return False
 
-    def _device_state(self) -> str:
-        state = getattr(self.device, "state", "")
-        return str(getattr(state, "value", state))
-
     def _device_trouble(self, exc: BaseException) -> None:
         self.metrics.inc("device_errors")
         log.warning("device error: %s", exc)
-        self.pause("device error (%s): %s" % (self._device_state() or "error", exc), kind="device")
+        self.pause("device error (%s): %s" % (self.device.state.value, exc), kind="device")
 
     def _emit(self, job: Job) -> bool:
         if not self.post_q.put(job):
@@ -396,11 +394,9 @@ class Scheduler(object):
 
     def _abandon(self, pending: "collections.deque[Tuple[int, Job]]") -> None:
         """Forget submissions whose jobs are redone synchronously (no stale in-flight mark for the watchdog)."""
-        discard = getattr(self.device, "discard", None)
         while pending:
             slot, _ = pending.popleft()
-            if discard is not None:
-                discard(slot)
+            self.device.discard(slot)
 
     def _redo(self, jobs: List[Job]) -> bool:
         """Run jobs synchronously (with retries) in order and hand them on; False on abort."""

@@ -19,9 +19,15 @@ import numpy as np
 from vessel_seg import __version__
 from vessel_seg.pipeline.engine.binfile import probability_to_bytes
 from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
-from vessel_seg.pipeline.shared.preprocess import (PreprocessParams, Preprocessed, preprocess, restore_to_original,
-                                 rgb_to_nchw_float, rgb_to_nv12)
 from vessel_seg.pipeline.engine.render import render_outputs
+from vessel_seg.pipeline.shared.preprocess import (
+    Preprocessed,
+    PreprocessParams,
+    preprocess,
+    restore_to_original,
+    rgb_to_nchw_float,
+    rgb_to_nv12,
+)
 from vessel_seg.pipeline.store.results import begin_result, finish_result, write_result_file
 from vessel_seg.vocabulary import PROBABILITY_BIN, STAGE_NAMES, TOTAL, result_id, sha256_file, utc_iso
 

@@ -16,8 +16,14 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
 from vessel_seg.pipeline.store.atomic import is_temp_name
-from vessel_seg.vocabulary import (OPTIONAL_RESULT_FILES, PROBABILITY_BIN, RESULT_FILES, RESULT_JSON, result_id,
-                                   sha256_bytes)
+from vessel_seg.vocabulary import (
+    OPTIONAL_RESULT_FILES,
+    PROBABILITY_BIN,
+    RESULT_FILES,
+    RESULT_JSON,
+    result_id,
+    sha256_bytes,
+)
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,23 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 from vessel_seg.pipeline.proving.checks import DataDirState, content_id, snapshot, tree_signature, verify_result_dir
-from vessel_seg.vocabulary import result_id
-from vessel_seg.pipeline.proving.inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, HostileCase, atime_detects_reads,
-                                    build_hostile_corpus, fundus_bytes, write_renamed, write_secret)
+from vessel_seg.pipeline.proving.hostile_http import Http, Invariants, attack_cases, burst, fuzz
+from vessel_seg.pipeline.proving.inputs import (
+    IGNORED,
+    QUARANTINE,
+    REJECTED,
+    RESULT,
+    HostileCase,
+    atime_detects_reads,
+    build_hostile_corpus,
+    fundus_bytes,
+    write_renamed,
+    write_secret,
+)
 from vessel_seg.pipeline.proving.report import ScenarioReport
 from vessel_seg.pipeline.proving.scenarios import Profile, finish_scene
 from vessel_seg.pipeline.proving.scene import Scene
-from vessel_seg.pipeline.proving.hostile_http import Http, Invariants, attack_cases, burst, fuzz
+from vessel_seg.vocabulary import result_id
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +151,8 @@ def scenario_hostile(root: Path, profile: Profile, seed: int) -> ScenarioReport:
 
 # ------------------------------------------------------------------------------------------------ 6. web
 def _static_names() -> List[str]:
-    """File names under the web package's static/ (located without importing web: pipeline never imports it)."""
-    spec = importlib.util.find_spec("web")
+    """File names under the web package's static/ (located without importing the web package)."""
+    spec = importlib.util.find_spec("vessel_seg.web")
     if spec is None or not spec.submodule_search_locations:
         return []
     folder = os.path.join(list(spec.submodule_search_locations)[0], "static")

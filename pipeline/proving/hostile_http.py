@@ -393,7 +393,9 @@ def _send(http: Http, inv: Invariants, req: FuzzRequest) -> List[str]:
 
 def _fuzz_hypothesis(http: Http, inv: Invariants, n: int, seed: int, result_ids: Sequence[str]
                      ) -> Dict[str, Any]:
-    from hypothesis import HealthCheck, given, seed as hyp_seed, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hyp_seed
+    from hypothesis import strategies as st
 
     text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
     segment = st.one_of(st.sampled_from(SEGMENTS + list(result_ids)), text.map(lambda s: quote(s, safe="")))

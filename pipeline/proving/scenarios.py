@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from vessel_seg.pipeline.proving.checks import check_results, content_id, snapshot, verify_result_dir
-from vessel_seg.vocabulary import sha256_bytes
 from vessel_seg.pipeline.proving.inputs import Writers, expected_results, fundus_bytes, make_load_plan, write_renamed
 from vessel_seg.pipeline.proving.report import ScenarioReport, last_life, memory_summary
 from vessel_seg.pipeline.proving.scene import Scene
+from vessel_seg.vocabulary import sha256_bytes
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from vessel_seg.pipeline.proving.supervised import SupervisedDaemon, write_stress_config
 from vessel_seg.pipeline.proving.report import ScenarioReport
+from vessel_seg.pipeline.proving.supervised import SupervisedDaemon, write_stress_config
 
 log = logging.getLogger(__name__)
 

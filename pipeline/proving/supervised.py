@@ -1,6 +1,6 @@
 """The daemon under test for ``vessel-seg stress``: a real ``vessel-seg run`` process, supervised like systemd.
 
-:class:`SupervisedDaemon` starts ``python -m pipeline.cli run --config CFG`` with ``NOTIFY_SOCKET`` bound to a
+:class:`SupervisedDaemon` starts ``python -m vessel_seg run --config CFG`` with ``NOTIFY_SOCKET`` bound to a
 datagram socket it reads itself and ``WATCHDOG_USEC`` set, as ``Type=notify`` + ``WatchdogSec=`` would. It
 records READY=1, STATUS= and WATCHDOG=1 messages; :meth:`SupervisedDaemon.supervise` does what systemd does
 with ``Restart=on-failure``: when the process died, or its WATCHDOG=1 pings stopped for longer than the
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
-
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +123,21 @@ class _NotifySocket(object):
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
+             daemon: Optional["SupervisedDaemon"] = None, poll_s: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something true (returned) or ``timeout`` passes (TimeoutError,
+    with the daemon's log tail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out after %.0f s waiting for %s\n%s"
+                               % (timeout, what, daemon.log_tail() if daemon is not None else ""))
+        time.sleep(poll_s)
+
+
 class SupervisedDaemon(object):
     """``vessel-seg run`` under an emulated systemd (module docstring).
 
@@ -132,7 +146,7 @@ class SupervisedDaemon(object):
         watchdog_s: WatchdogSec (the daemon pings every half of it).
         env: extra environment (e.g. ``TMPDIR``, the ENOSPC test hook).
         sample_s: RSS/fd sampling period.
-        command: the program to run (default ``python -m pipeline.cli run --config CONFIG``).
+        command: the program to run (default ``python -m vessel_seg run --config CONFIG``).
     """
 
     def __init__(self, config: Path, data_dir: Path, log_path: Path, watchdog_s: float = 2.0,
@@ -145,7 +159,7 @@ class SupervisedDaemon(object):
         self.extra_env = dict(env or {})
         self.sample_s = float(sample_s)
         self.start_timeout_s = float(start_timeout_s)
-        self.command = list(command) if command else [sys.executable, "-m", "vessel_seg.pipeline.cli.main", "run", "--config",
+        self.command = list(command) if command else [sys.executable, "-m", "vessel_seg", "run", "--config",
                                                       str(self.config)]
         self.proc: Optional[subprocess.Popen] = None
         self.notify = _NotifySocket()
@@ -295,6 +309,3 @@ class SupervisedDaemon(object):
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-n:])
-
-    def count_in_log(self, needle: str) -> int:
-        return self.log_text().count(needle)

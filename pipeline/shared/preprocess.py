@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import cv2
 import numpy as np
@@ -284,8 +284,3 @@ def restore_to_original(prob: np.ndarray, g: Geometry, fov_original: Optional[np
     if fov_original is not None:
         out[~fov_original] = 0.0
     return out
-
-
-def fov_geometry_summary(pre: Preprocessed) -> Tuple[float, Dict[str, int]]:
-    """FOV fraction of the original image and the geometry, for result.json."""
-    return float(pre.fov_original.mean()), pre.geometry.to_dict()

@@ -100,11 +100,6 @@ def atomic_write_bytes(path: PathLike, data: bytes, mode: int = 0o644, sync_dir:
     return final
 
 
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """``atomic_write_bytes`` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def atomic_write_json(path: PathLike, obj: Any) -> Path:
     """Write ``obj`` as pretty, stable JSON atomically."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))

@@ -265,14 +265,6 @@ class Journal(object):
             row = self._conn().execute("SELECT * FROM captures WHERE id = ?", (capture_id,)).fetchone()
         return dict(row) if row is not None else None
 
-    def find_by_sha(self, sha256: str) -> Optional[Dict[str, Any]]:
-        """The row with this content hash, or None."""
-        if not isinstance(sha256, str):
-            return None
-        with self._lock:
-            row = self._conn().execute("SELECT * FROM captures WHERE sha256 = ?", (sha256.lower(),)).fetchone()
-        return dict(row) if row is not None else None
-
     def list(self, offset: int = 0, limit: int = 50, state: Optional[str] = None) -> List[Dict[str, Any]]:
         """Rows newest first (by creation), optionally only those in ``state``."""
         _check_paging(offset, limit)

@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from vessel_seg.pipeline.store.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, is_temp_name
-from vessel_seg.vocabulary import (CAPTURE_STATES, DONE, OPTIONAL_RESULT_FILES, PROBABILITY_BIN, RESULT_FILES,
-                                   RESULT_JSON, SERVABLE_RESULT_FILES, is_result_id)
+from vessel_seg.vocabulary import (
+    CAPTURE_STATES,
+    DONE,
+    OPTIONAL_RESULT_FILES,
+    PROBABILITY_BIN,
+    RESULT_FILES,
+    RESULT_JSON,
+    SERVABLE_RESULT_FILES,
+    is_result_id,
+)
 
 log = logging.getLogger(__name__)
 

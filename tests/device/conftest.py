@@ -14,10 +14,10 @@ from typing import Callable
 
 import pytest
 
-from devicekit import SIZE, bundle_meta, tiny_graph  # also puts the repo root on sys.path
+from vessel_seg.device.aipp import default_aipp_cfg_text
+from vessel_seg.device.bundle import ModelBundle, load_bundle, write_bundle
 
-from vessel_seg.device.aipp import default_aipp_cfg_text  # noqa: E402
-from vessel_seg.device.bundle import ModelBundle, load_bundle, write_bundle  # noqa: E402
+from devicekit import SIZE, bundle_meta, tiny_graph
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

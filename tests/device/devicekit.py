@@ -1,19 +1,13 @@
 """Helpers shared by the device tests: tiny graphs/bundles, inputs, FP32 reference outputs."""
 from __future__ import annotations
 
-import os
-import sys
 from typing import Optional
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from vessel_seg.device.aipp import aipp_nv12_to_nchw  # noqa: E402
-from vessel_seg.device.bundle import ModelBundle  # noqa: E402
-from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo  # noqa: E402
+from vessel_seg.device.aipp import aipp_nv12_to_nchw
+from vessel_seg.device.bundle import ModelBundle
+from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo
 
 SIZE = 64
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import devicekit  # noqa: F401  (repo root on sys.path)
-
 from vessel_seg.device.aipp import AippError, aipp_nv12_to_nchw, default_aipp_cfg_text, parse_aipp_cfg
 
 

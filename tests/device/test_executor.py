@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from devicekit import tiny_graph
-
 from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo, encode_model
 from vessel_seg.device.sim.executor import OnnxExecutor, UnsupportedOpError, _fp16
+
+from devicekit import tiny_graph
 
 S = 32
 C = 4

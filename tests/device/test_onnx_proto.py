@@ -4,9 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from devicekit import tiny_graph
+from vessel_seg.device.onnx_proto import (
+    Graph,
+    Node,
+    OnnxError,
+    ValueInfo,
+    decode_model,
+    encode_model,
+    load_model,
+    save_model,
+)
 
-from vessel_seg.device.onnx_proto import Graph, Node, OnnxError, ValueInfo, decode_model, encode_model, load_model, save_model
+from devicekit import tiny_graph
 
 
 def test_round_trip_keeps_nodes_attributes_initializers_and_io():

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from devicekit import random_input, reference_output, tolerance
-
 from vessel_seg.device import DeviceError, DeviceState
 from vessel_seg.device.resilient import ResilientDevice
+
+from devicekit import random_input, reference_output, tolerance
 
 
 def make(bundle, runtime, **kwargs):
@@ -180,7 +180,7 @@ def test_hung_execute_is_visible_through_busy_since(device_bundle, runtime, sim)
     with make(device_bundle, runtime) as dev:
         dev.infer(0, x)
         progress = dev.last_progress
-        assert dev.busy_since is None and not dev.hung(0.0)
+        assert dev.busy_since is None
         control.set_hang(True)
         result = []
         worker = threading.Thread(target=lambda: result.append(dev.infer(1, x)))
@@ -191,7 +191,7 @@ def test_hung_execute_is_visible_through_busy_since(device_bundle, runtime, sim)
             time.sleep(0.01)
         assert dev.busy_since is not None and dev.busy_since >= started
         time.sleep(0.15)
-        assert dev.hung(0.1) and not dev.hung(30)
+        assert 0.1 < time.monotonic() - dev.busy_since < 30
         assert dev.last_progress == progress and worker.is_alive()
         control.set_hang(False)
         worker.join(10)
@@ -243,7 +243,7 @@ def test_discarded_submission_is_no_longer_in_flight_and_cannot_be_collected(dev
         with pytest.raises(ValueError, match="nothing was submitted"):
             dev.collect(1)
         assert_correct(device_bundle, xs[0], dev.collect(0), runtime)
-        assert dev.busy_since is None and not dev.hung(0.0)
+        assert dev.busy_since is None
         dev.submit(1, xs[2])  # the slot is reused: the abandoned execute's output is never returned
         assert_correct(device_bundle, xs[2], dev.collect(1), runtime)
         assert dev.busy_since is None
@@ -254,4 +254,4 @@ def test_closing_drops_uncollected_submissions_from_the_watchdog_view(device_bun
     dev.submit(0, random_input(device_bundle, seed=49))
     assert dev.busy_since is not None
     dev.close()
-    assert dev.busy_since is None and not dev.hung(0.0)
+    assert dev.busy_since is None

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from vessel_seg.camera.synthetic import make_fundus
-from vessel_seg.pipeline.shared.preprocess import (PreprocessParams, detect_fov, map_mask, preprocess, restore_to_original,
-                                 rgb_to_nv12, square_crop_geometry)
+from vessel_seg.pipeline.shared.preprocess import (
+    PreprocessParams,
+    detect_fov,
+    map_mask,
+    preprocess,
+    restore_to_original,
+    rgb_to_nv12,
+    square_crop_geometry,
+)
 
 
 def fov_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -80,9 +80,9 @@ def test_the_reference_architecture_has_the_published_size():
                                           ("reference", {}), ("unet", {"channels": (4, 8), "in_ch": 3}),
                                           ("wnet", {"channels": (4, 8), "in_ch": 3})])
 def test_the_exported_graph_computes_what_the_trained_network_computes_on_the_rgb_input(arch, kwargs):
-    from vessel_seg.device.onnx_proto import encode_model
     from training.export import check_onnx_matches_torch
     from training.models import build_model, export_graph
+    from vessel_seg.device.onnx_proto import encode_model
 
     torch.manual_seed(0)
     net = build_model(arch, **kwargs)
@@ -119,8 +119,8 @@ def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pi
                                                                                                 tmp_path):
     import yaml
 
-    from vessel_seg.pipeline.cli.evaluate import evaluate
     from training.export import main as export_main
+    from vessel_seg.pipeline.cli.evaluate import evaluate
 
     run = tmp_path / "colour"
     assert _train(dataset, run, "--colour", "--max-steps", "2") == 0
@@ -136,10 +136,10 @@ def test_a_colour_run_learns_from_the_nv12_round_trip_and_its_bundle_asks_the_pi
     assert res["images"] == 4 and 0.0 <= res["summary"]["pooled_auc"] <= 1.0
 
     # what training fed the network is what the appliance feeds it: pipeline + simulated AIPP == torch
-    from vessel_seg.device import load_bundle, open_session
-    from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
     from training.models import network_from_checkpoint
     from training.train import network_input, predict512
+    from vessel_seg.device import load_bundle, open_session
+    from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
 
     net = network_from_checkpoint(_ckpt(run / "last.pt"))
     bundle = load_bundle(str(out))

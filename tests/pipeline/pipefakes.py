@@ -9,22 +9,15 @@ from typing import Any, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from vessel_seg.camera.synthetic import make_fundus
+from vessel_seg.device import DeviceState, InferenceDevice
+from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings
 from vessel_seg.pipeline.shared.preprocess import PreprocessParams
-from vessel_seg.pipeline.engine.stages import ModelInfo, StageSettings, Stages, WorkItem
 
 
 def fundus_like(width: int = 200, height: int = 180, seed: int = 0) -> np.ndarray:
-    """A cheap fundus-looking RGB image: black surround, orange disc, a few dark curved vessels."""
-    rng = np.random.RandomState(seed)
-    img = np.zeros((height, width, 3), np.uint8)
-    cx, cy, r = width // 2, height // 2, int(min(width, height) * 0.45)
-    cv2.circle(img, (cx, cy), r, (200, 90, 40), -1)
-    for i in range(5):
-        pts = np.array([[cx + int(r * 0.8 * np.cos(a)), cy + int(r * 0.8 * np.sin(a))]
-                        for a in np.linspace(i, i + 2.0, 12)], np.int32)
-        cv2.polylines(img, [pts], False, (90, 20, 10), 2)
-    noise = rng.randint(0, 6, size=img.shape).astype(np.uint8)
-    return cv2.add(img, noise)
+    """A synthetic fundus RGB image (the one generator: camera.synthetic)."""
+    return make_fundus(width=width, height=height, seed=seed)[0]
 
 
 def write_image(path: Path, rgb: np.ndarray) -> Path:
@@ -50,8 +43,8 @@ def fake_output(arr: np.ndarray) -> np.ndarray:
     return (1.0 - y).reshape(1, 1, 512, 512).astype(np.float32)
 
 
-class FakeDevice(object):
-    """The ResilientDevice protocol the pipeline uses (start/close/submit/collect/infer/restart/state/busy_since).
+class FakeDevice(InferenceDevice):
+    """An InferenceDevice without a model: the output is :func:`fake_output` of the input.
 
     Async executes run one after another on an emulated stream (a chain of threads), each taking
     ``device_time_s``. ``events`` records (kind, slot, monotonic time) with kinds write/launch/done/read.
@@ -64,16 +57,17 @@ class FakeDevice(object):
         self.outputs: Dict[int, np.ndarray] = {}
         self.events: List[Tuple[str, int, float]] = []
         self.fail_next = 0
-        self.state = "ready"
+        self.state = DeviceState.READY
         self.last_error = ""
         self.runtime_info = {"runtime": "fake", "warning": None}
+        self.stats = {"executes": 0, "retries": 0, "reinits": 0, "failures": 0}
         self._threads: Dict[int, threading.Thread] = {}
         self._last: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._inflight: Dict[int, float] = {}
         self.executes = 0
         self.restarts = 0
-        self.fail_state = "ready"          # state after an injected fault ("failed": needs restart())
+        self.fail_state = DeviceState.READY   # state after an injected fault (FAILED: needs restart())
         self.hang = threading.Event()
 
     @property
@@ -91,7 +85,7 @@ class FakeDevice(object):
             self.last_error = "acl.mdl.execute failed: 507011 (injected)"
             self.state = self.fail_state
             raise RuntimeError(self.last_error)
-        if self.state == "failed":
+        if self.state is DeviceState.FAILED:
             raise RuntimeError("device failed: " + self.last_error)
 
     def _execute(self, slot: int, after: Optional[threading.Thread]) -> None:
@@ -116,6 +110,11 @@ class FakeDevice(object):
         self._last = t
         t.start()
 
+    def discard(self, slot: int) -> None:
+        with self._lock:
+            self._inflight.pop(slot, None)
+        self._log("discard", slot)
+
     def collect(self, slot: int) -> np.ndarray:
         self._threads.pop(slot).join()
         with self._lock:
@@ -139,7 +138,7 @@ class FakeDevice(object):
 
     def restart(self) -> None:
         self.restarts += 1
-        self.state = "ready"
+        self.state = DeviceState.READY
 
     def start(self) -> "FakeDevice":
         return self

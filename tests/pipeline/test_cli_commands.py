@@ -10,8 +10,8 @@ import pytest
 
 from vessel_seg import __version__
 from vessel_seg.config import DEFAULT_CONFIG_FILE
-from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, probability_to_bytes
 from vessel_seg.pipeline.cli.main import available_commands, main
+from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, probability_to_bytes
 from vessel_seg.pipeline.store.results import is_complete
 
 from pipefakes import fundus_like, tiny_bundle, write_image
@@ -23,7 +23,8 @@ def _py(code):
 
 
 def test_top_level_help_lists_commands_without_importing_heavy_modules():
-    r = _py("import sys\nfrom vessel_seg.pipeline.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+    r = _py("import sys\nfrom vessel_seg.pipeline.cli.main import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit as e:\n"
             "    code = e.code\nprint('EXIT', code, sorted(m for m in ('cv2', 'flask', 'numpy', 'vessel_seg.device') "
             "if m in sys.modules))")
     assert r.returncode == 0, r.stderr
@@ -120,8 +121,9 @@ def test_segment_refuses_inputs_sharing_a_stem(tmp_path, capsys):
 
 
 def test_camera_sim_writes_complete_images_into_the_capture_folder(tmp_path):
-    import vessel_seg.camera.simulator  # noqa: F401
     from PIL import Image
+
+    import vessel_seg.camera.simulator  # noqa: F401
 
     code = main(["camera-sim", "--to", str(tmp_path), "--count", "2", "--rate", "100", "--size", "96x80"])
     assert code == 0

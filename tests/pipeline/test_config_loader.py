@@ -8,8 +8,17 @@ import pytest
 
 from vessel_seg.config import DEFAULT_CONFIG_FILE
 from vessel_seg.models import bundle_dir
-from vessel_seg.pipeline.appliance.config import (SCHEMA, ConfigError, default_config, diff_config, load_config, parse_config_text,
-                             resolve_bundle_dir, resolve_path, set_key)
+from vessel_seg.pipeline.appliance.config import (
+    SCHEMA,
+    ConfigError,
+    default_config,
+    diff_config,
+    load_config,
+    parse_config_text,
+    resolve_bundle_dir,
+    resolve_path,
+    set_key,
+)
 
 SHIPPED = DEFAULT_CONFIG_FILE
 

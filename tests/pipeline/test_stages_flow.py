@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vessel_seg.pipeline.store import results as results_mod
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, read_probability_bin
 from vessel_seg.pipeline.engine.decode import DecodeError
 from vessel_seg.pipeline.engine.stages import SequentialRunner, WorkItem
+from vessel_seg.pipeline.store import results as results_mod
 from vessel_seg.pipeline.store.results import is_complete
 from vessel_seg.vocabulary import RESULT_FILES, STAGE_NAMES
 

@@ -4,19 +4,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import tempfile
 from typing import Iterator
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-for _path in (REPO, HERE):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from notify_helpers import NotifyReceiver  # noqa: E402
+from notify_helpers import NotifyReceiver
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import yaml
 from notify_helpers import NotifyReceiver, fields
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 MDWE_RUN = os.path.join(HERE, "mdwe_run.py")
 
 STARTUP_TIMEOUT_S = 90.0      # imports numpy/OpenCV on a loaded 2-core CI box
@@ -72,14 +71,13 @@ class NotifyDaemon(object):
 
     def start(self) -> "NotifyDaemon":
         env = dict(os.environ)
-        env.update({"NOTIFY_SOCKET": self.receiver.address, "WATCHDOG_USEC": str(WATCHDOG_USEC),
-                    "PYTHONPATH": REPO + os.pathsep + env.get("PYTHONPATH", "")})
+        env.update({"NOTIFY_SOCKET": self.receiver.address, "WATCHDOG_USEC": str(WATCHDOG_USEC)})
         env.pop("WATCHDOG_PID", None)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable] + (self.wrapper or ["-m"]) + ["vessel_seg.pipeline.cli.main", "run", "--config", self.config,
+                [sys.executable] + (self.wrapper or ["-m"]) + ["vessel_seg", "run", "--config", self.config,
                  "--data-dir", self.data_dir, "--runtime", "sim"],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=os.path.dirname(self.config), env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def log_tail(self, n: int = 40) -> str:

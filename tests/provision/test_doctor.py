@@ -12,9 +12,9 @@ import textwrap
 import pytest
 
 from vessel_seg.pipeline.cli import doctor
+from vessel_seg.models import bundle_dir
 from vessel_seg.pipeline.cli.doctor import FAIL, OK, WARN
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r"^(OK   |WARN |FAIL )[a-z]{1,11} +\S")
 
 
@@ -26,7 +26,7 @@ def _me() -> str:
 
 def _make_bundle(tmp_path) -> str:
     dest = tmp_path / "models" / "vessel-unet"
-    shutil.copytree(os.path.join(REPO, "models", "vessel-unet"), str(dest))
+    shutil.copytree(str(bundle_dir("vessel-unet")), str(dest))
     om = dest / "model.om"
     if om.exists():
         om.unlink()
@@ -126,7 +126,7 @@ def test_acl_runtime_without_model_om_fails_and_names_convert_om(tmp_path):
 
 
 def test_data_directory_not_writable_by_the_service_user_fails(tmp_path):
-    config = _write_config(tmp_path)
+    _write_config(tmp_path)                    # makes the data folders
     results = tmp_path / "data" / "results"
     results.chmod(0o755)
     (tmp_path / "data").chmod(0o755)
@@ -255,8 +255,7 @@ def test_env_file_values_are_unquoted_like_systemd_does(tmp_path):
 
 def test_cli_doctor_prints_one_line_per_check_and_exits_1_on_failure(tmp_path):
     config = _write_config(tmp_path, runtime="acl")          # no model.om, no pyACL, no NPU here
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-m", "vessel_seg.pipeline.cli.main", "doctor", "--config", config], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "vessel_seg", "doctor", "--config", config], cwd=str(tmp_path),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stdout + proc.stderr

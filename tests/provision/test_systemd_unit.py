@@ -183,10 +183,9 @@ def test_product_path_runs_without_writable_executable_memory(tmp_path):
     rgb, _v, _f = make_fundus(width=300, height=280, seed=11)
     image = tmp_path / "eye.jpg"
     image.write_bytes(encode_image(rgb, ".jpg"))
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "mdwe_run.py"), "vessel_seg.pipeline.cli.main", "segment",
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "mdwe_run.py"), "vessel_seg", "segment",
                            str(image), "--out", str(tmp_path / "out"), "--runtime", "sim"],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
     assert (tmp_path / "out" / "eye" / "result.json").is_file()
@@ -195,9 +194,8 @@ def test_product_path_runs_without_writable_executable_memory(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not _mdwe_supported(),
                     reason="kernel without prctl(PR_SET_MDWE)")
 def test_status_page_stack_imports_without_writable_executable_memory():
-    code = "import flask, waitress, watchdog.observers, yaml, web; print('ok')"
-    env = dict(os.environ, PYTHONPATH=REPO)
+    code = "import flask, waitress, watchdog.observers, yaml, vessel_seg.web; print('ok')"
     proc = subprocess.run([sys.executable, os.path.join(HERE, "mdwe_run.py"), "-c", code],
-                          cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout

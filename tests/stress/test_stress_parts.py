@@ -14,17 +14,26 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vessel_seg.pipeline.store.atomic import ENOSPC_FLAG_ENV, atomic_write_bytes
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
-from vessel_seg.pipeline.store.results import write_result
-from vessel_seg.vocabulary import RESULT_FILES
 from vessel_seg.pipeline.proving.checks import find_temp_files, tree_signature, verify_result_dir
-from vessel_seg.vocabulary import sha256_bytes
-from vessel_seg.pipeline.proving.supervised import SupervisedDaemon
-from vessel_seg.pipeline.proving.inputs import (IGNORED, QUARANTINE, REJECTED, RESULT, Writers, build_hostile_corpus,
-                                    expected_results, make_load_plan, png_with_header, write_secret)
-from vessel_seg.pipeline.proving.report import ScenarioReport, format_summary, memory_summary
 from vessel_seg.pipeline.proving.hostile_http import Answer, Invariants, servable
+from vessel_seg.pipeline.proving.inputs import (
+    IGNORED,
+    QUARANTINE,
+    REJECTED,
+    RESULT,
+    Writers,
+    build_hostile_corpus,
+    expected_results,
+    make_load_plan,
+    png_with_header,
+    write_secret,
+)
+from vessel_seg.pipeline.proving.report import ScenarioReport, format_summary, memory_summary
+from vessel_seg.pipeline.proving.supervised import SupervisedDaemon
+from vessel_seg.pipeline.store.atomic import ENOSPC_FLAG_ENV, atomic_write_bytes
+from vessel_seg.pipeline.store.results import write_result
+from vessel_seg.vocabulary import RESULT_FILES, sha256_bytes
 
 RID = "0123456789abcdef"
 

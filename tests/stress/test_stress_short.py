@@ -7,7 +7,6 @@ import pytest
 
 import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
 import vessel_seg.pipeline.store.journal  # noqa: E402,F401
-
 from vessel_seg.pipeline.proving.command import SCENARIOS, run_stress  # noqa: E402
 
 

@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 
 from vessel_seg.web import create_app, serve
+
 from web_fakes import FakeDaemon, add_result, fundus_like
 
 pytestmark = pytest.mark.browser
@@ -161,8 +162,8 @@ def real_daemon(tmp_path):
     port = _free_port()
     log_path = tmp_path / "daemon.log"
     with open(str(log_path), "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "vessel_seg.pipeline.cli.main", "run", "--data-dir", str(tmp_path / "data"),
-                                 "--runtime", "sim", "--port", str(port)], cwd=ROOT, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "vessel_seg", "run", "--data-dir", str(tmp_path / "data"),
+                                 "--runtime", "sim", "--port", str(port)], cwd=str(tmp_path), stdout=log,
                                 stderr=subprocess.STDOUT)
     base = "http://127.0.0.1:{}".format(port)
     try:

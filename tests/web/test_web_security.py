@@ -7,6 +7,7 @@ import pytest
 
 from vessel_seg.web import create_app
 from vessel_seg.web.auth import COOKIE_NAME, safe_next
+
 from web_fakes import FakeDaemon, add_result, image_bytes
 
 TOKEN = "s3cret-token"

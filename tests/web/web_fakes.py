@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from PIL import Image
 
+from vessel_seg.camera.synthetic import make_fundus
 from vessel_seg.pipeline.appliance.config import default_config
 from vessel_seg.pipeline.appliance.uploads import check_upload
 from vessel_seg.pipeline.store.results import ResultStore, write_result
@@ -31,21 +32,8 @@ def encode(img: Image.Image, fmt: str, **kwargs: Any) -> bytes:
 
 
 def fundus_like(width: int = 120, height: int = 100, seed: int = 0) -> Image.Image:
-    """A small orange disc on black with a few dark lines: enough to look like a fundus image."""
-    rng = np.random.RandomState(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    cx, cy, r = width / 2.0, height / 2.0, min(width, height) * 0.45
-    inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
-    rgb = np.zeros((height, width, 3), np.float32)
-    falloff = 1.0 - 0.4 * np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / r
-    rgb[..., 0] = 200 * falloff
-    rgb[..., 1] = 90 * falloff
-    rgb[..., 2] = 40 * falloff
-    for _ in range(4):
-        row = rng.randint(height // 4, 3 * height // 4)
-        rgb[row:row + 2, :, :] *= 0.45
-    rgb[~inside] = 0
-    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    """A synthetic fundus image (the one generator: camera.synthetic)."""
+    return Image.fromarray(make_fundus(width=width, height=height, seed=seed)[0], "RGB")
 
 
 def image_bytes(fmt: str = "PNG", seed: int = 0, width: int = 120, height: int = 100) -> bytes:
