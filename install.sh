@@ -9,8 +9,15 @@
 #
 # Run ./install.sh --help for every option. Idempotent: running it again repairs modes and owners,
 # reinstalls the package and the model bundle, and never overwrites /etc/vessel-seg/config.yaml.
-set -euo pipefail
+set -Eeuo pipefail
 umask 022
+# No failure path ends silently: a command that fails outside an explicit check says what failed and where.
+on_unexpected_error() {
+    local rc=$1 line=$2 cmd=$3
+    [ "${BASH_SUBSHELL:-0}" -eq 0 ] || return 0
+    printf '%s\n' "ERROR: install.sh stopped at line $line${FUNCNAME[1]:+ (in ${FUNCNAME[1]})}: '$cmd' failed (exit $rc)" >&2
+}
+trap 'on_unexpected_error $? $LINENO "$BASH_COMMAND"' ERR
 
 readonly APP=vessel-seg
 readonly SERVICE_USER=vessel-seg
@@ -94,7 +101,11 @@ run() {
         printf '%s\n' "[dry-run] $(quote_cmd "$@")"
         return 0
     fi
-    "$@"
+    "$@" || {
+        local rc=$?
+        printf '%s\n' "ERROR: '$(quote_cmd "$@")' failed (exit $rc)" >&2
+        return "$rc"
+    }
 }
 
 # A step only root can do on the target (useradd, chown, systemctl): under --root it is recorded
@@ -422,8 +433,14 @@ choose_python() {
             continue
         fi
         path=$(cd "$(dirname "$path")" && pwd)/$(basename "$path")
-        minor=$(python_minor "$path")
-        if [ -z "$minor" ] || [ "$minor" -lt "$lo" ] || [ "$minor" -gt "$max" ]; then
+        # A candidate that fails to run (a pyenv shim for a version not installed, a broken link) is skipped.
+        if ! minor=$(python_minor "$path") || [ -z "$minor" ]; then
+            [ -n "$PYTHON" ] && die "--python $PYTHON: $path does not run"
+            info "skipping $path: it does not run (a pyenv shim for a version that is not installed?)"
+            tried+=("$path (does not run)")
+            continue
+        fi
+        if [ "$minor" -lt "$lo" ] || [ "$minor" -gt "$max" ]; then
             tried+=("$path (3.${minor:-?})")
             continue
         fi
@@ -713,7 +730,7 @@ check_health() {
     conf=$ETC_DIR/config.yaml
     read -r enabled host port < <("$PREFIX/venv/bin/python" -c '
 import sys
-from pipeline.config import load_config
+from vessel_seg.pipeline.appliance.config import load_config
 w = load_config(sys.argv[1])["web"]
 print(int(bool(w["enabled"])), w["host"], w["port"])' "$conf") || die "cannot read web settings from $conf"
     if [ "$enabled" != 1 ] || [ "$port" = 0 ]; then

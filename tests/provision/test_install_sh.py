@@ -1,6 +1,7 @@
 """install.sh, exercised with --root (a staging tree): never touches the real /etc, /var or /opt.
 
-Every run uses --no-pip (no network, no virtualenv build) and the Python running the tests.
+Every run but one uses --no-pip (no virtualenv build) and the Python running the tests; the one with pip
+builds the real virtualenv from pip's cache (what ./dev.sh test filled) and checks the installed command runs.
 """
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ BUNDLE = "vessel-unet"
 
 
 def run_install(*args: str, src: str = REPO, env: Optional[Dict[str, str]] = None,
-                python: Optional[str] = sys.executable) -> subprocess.CompletedProcess:
+                python: Optional[str] = sys.executable, timeout: float = 120) -> subprocess.CompletedProcess:
     cmd = ["bash", os.path.join(src, "install.sh")] + list(args)
     if python is not None and "--python" not in args:
         cmd += ["--python", python]
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                          env=env or dict(os.environ), timeout=120)
+                          env=env or dict(os.environ), timeout=timeout)
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -310,6 +311,68 @@ def test_python_without_venv_support_is_a_clear_error(tmp_path):
 def test_missing_python_is_a_clear_error(tmp_path):
     proc = run_install("--root", str(tmp_path / "root"), "--sim", "--no-pip", "--python", "/nonexistent/python3")
     assert proc.returncode != 0 and "--python /nonexistent/python3: not found" in proc.stderr
+
+
+def broken_shim(bin_dir, name: str) -> str:
+    """What pyenv leaves on PATH for a version that is not installed: a command that fails to run."""
+    p = bin_dir / name
+    p.write_text('#!/bin/sh\necho "pyenv: %s: command not found" >&2\nexit 127\n' % name)
+    p.chmod(0o755)
+    return str(p)
+
+
+def test_an_interpreter_candidate_that_does_not_run_is_skipped_with_a_note(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = broken_shim(bin_dir, "python3.13")
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
+    proc = ok(run_install("--root", str(tmp_path / "root"), "--sim", "--no-pip", python=None, env=env))
+    assert "skipping %s: it does not run" % shim in proc.stdout
+
+
+def test_a_named_python_that_does_not_run_is_a_clear_error(tmp_path):
+    shim = broken_shim(tmp_path, "python3.13")
+    proc = run_install("--root", str(tmp_path / "root"), "--sim", "--no-pip", "--python", shim)
+    assert proc.returncode == 1 and "--python %s: %s does not run" % (shim, shim) in proc.stderr
+
+
+@pytest.mark.slow
+def test_install_with_pip_skips_a_broken_candidate_and_leaves_a_working_command(tmp_path):
+    """The whole install (virtualenv, pip, the package from this checkout) with a pyenv shim on PATH that fails.
+
+    The working interpreter is this test's own base Python under the next candidate's name, so pip finds
+    every dependency in its cache."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = broken_shim(bin_dir, "python3.13")
+    base = os.path.join(sys.base_prefix, "bin", "python%d.%d" % sys.version_info[:2])
+    os.symlink(base, str(bin_dir / "python3.12"))
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    root = str(tmp_path / "root")
+    proc = run_install("--root", root, "--sim", "--no-start", python=None, env=env, timeout=900)
+    assert proc.returncode == 0, "install.sh failed (%d)\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr)
+    assert "skipping %s: it does not run" % shim in proc.stdout
+    command = os.path.join(root, "opt/vessel-seg/venv/bin/vessel-seg")
+    version = subprocess.run([command, "--version"], stdout=subprocess.PIPE, universal_newlines=True,
+                             cwd=str(tmp_path), timeout=60)
+    assert version.returncode == 0 and version.stdout.strip()
+    conf = os.path.join(root, "etc/vessel-seg/config.yaml")
+    check = subprocess.run([os.path.join(root, "opt/vessel-seg/venv/bin/python"), "-c",
+                            "import sys; from vessel_seg.pipeline.appliance.config import load_config; "
+                            "print(load_config(sys.argv[1])['device']['runtime'])", conf],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                           cwd=str(tmp_path), timeout=60)
+    assert check.returncode == 0 and check.stdout.strip() == "sim", check.stderr
+
+
+def test_an_unexpected_failure_says_what_failed(tmp_path):
+    """A failing command that no explicit check covers still names itself (never a silent exit)."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "systemd").write_text("a file where the unit folder's parent should be")
+    proc = run_install("--root", str(root), "--sim", "--no-pip")
+    assert proc.returncode != 0
+    assert "ERROR: install.sh stopped at line" in proc.stderr and "failed (exit" in proc.stderr
 
 
 @pytest.mark.skipif(shutil.which("systemctl") is None, reason="a real (non --root) run needs systemctl first")
