@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 log = logging.getLogger(__name__)
 

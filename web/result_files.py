@@ -5,7 +5,7 @@ No request path ever reaches the filesystem: the route only accepts an id matchi
 """
 from __future__ import annotations
 
-from typing import Dict, NamedTuple
+from typing import NamedTuple
 
 from vessel_seg.vocabulary import PROBABILITY_BIN, RESULT_JSON, SERVABLE_RESULT_FILES
 

@@ -23,7 +23,7 @@ from .state import (
     api,
 )
 
-log = logging.getLogger("device.sim")
+log = logging.getLogger("vessel_seg.device.sim")
 
 __all__ = ["init", "finalize", "get_soc_name", "get_recent_err_msg", "create_data_buffer", "destroy_data_buffer",
            "get_data_buffer_addr", "get_data_buffer_size", "get_data_buffer_size_v2", "rt", "mdl", "util", "media"]

@@ -14,7 +14,7 @@ from . import util
 from .faults import SimOptions, parse_options
 from .state import STATE
 
-log = logging.getLogger("device.sim")
+log = logging.getLogger("vessel_seg.device.sim")
 
 __all__ = ["configure", "options", "reset", "inject_fault", "clear_faults", "pending_faults", "set_hang",
            "set_device_time_ms", "set_precision", "set_compute", "leak_report", "stats", "live_resources",

@@ -38,7 +38,7 @@ from .state import (
     api,
 )
 
-log = logging.getLogger("device.sim")
+log = logging.getLogger("vessel_seg.device.sim")
 
 _SIZE_SLACK = 64
 

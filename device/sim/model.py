@@ -19,7 +19,7 @@ from ..aipp import AippConfig, aipp_nv12_to_nchw
 from ..onnx_proto import Graph
 from .executor import OnnxExecutor
 
-log = logging.getLogger("device.sim")
+log = logging.getLogger("vessel_seg.device.sim")
 
 # aclDataType / aclFormat
 ACL_FLOAT, ACL_UINT8 = 0, 4

@@ -32,7 +32,7 @@ from .state import (
     api,
 )
 
-log = logging.getLogger("device.sim")
+log = logging.getLogger("vessel_seg.device.sim")
 
 ACL_MEM_MALLOC_HUGE_FIRST = 0
 ACL_MEM_MALLOC_HUGE_ONLY = 1

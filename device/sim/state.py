@@ -23,7 +23,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 from .faults import FaultInjector, SimOptions
 from .memory import MemoryRegistry
 
-log = logging.getLogger("device.sim")
+log = logging.getLogger("vessel_seg.device.sim")
 
 ACL_SUCCESS = 0
 ERR_INVALID_PARAM = 100000

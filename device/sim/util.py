@@ -16,7 +16,7 @@ import numpy as np
 from .memory import raw_view, view_of_bytes
 from .state import STATE
 
-log = logging.getLogger("device.sim")
+log = logging.getLogger("vessel_seg.device.sim")
 
 # npy type codes of pyACL's ptr_to_numpy (NumPy's own type numbers)
 NPY_TYPES = {0: np.bool_, 1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6: np.uint32,

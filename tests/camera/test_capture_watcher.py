@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import pytest
 
@@ -275,7 +275,8 @@ def test_each_file_version_is_handed_out_exactly_once(make_watcher, capture, tmp
 
 
 def test_unusual_file_names_work(make_watcher, capture):
-    names = ["with space.png", "ünïcødé_眼底.png", "new\nline.png", "-leading-dash.png", "--.jpg", "%s.png" % ("x" * 200)]
+    names = ["with space.png", "ünïcødé_眼底.png", "new\nline.png", "-leading-dash.png", "--.jpg",
+             "%s.png" % ("x" * 200)]
     for n in names:
         write(capture / n)
     got = Collector()

@@ -13,11 +13,10 @@ import subprocess
 from typing import Callable
 
 import pytest
+from devicekit import SIZE, bundle_meta, tiny_graph
 
 from vessel_seg.device.aipp import default_aipp_cfg_text
 from vessel_seg.device.bundle import ModelBundle, load_bundle, write_bundle
-
-from devicekit import SIZE, bundle_meta, tiny_graph
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,12 +6,11 @@ import os
 import numpy as np
 import pytest
 import yaml
+from devicekit import SIZE, bundle_meta, tiny_graph
 
 from vessel_seg.device.aipp import default_aipp_cfg_text
 from vessel_seg.device.bundle import BundleError, load_bundle, sha256_file, write_bundle
 from vessel_seg.device.onnx_proto import encode_model
-
-from devicekit import SIZE, bundle_meta, tiny_graph
 
 
 def _write(tmp_path, aipp=True, name="b", **meta):

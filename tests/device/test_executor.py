@@ -6,11 +6,10 @@ import time
 
 import numpy as np
 import pytest
+from devicekit import tiny_graph
 
 from vessel_seg.device.onnx_proto import Graph, Node, ValueInfo, encode_model
 from vessel_seg.device.sim.executor import OnnxExecutor, UnsupportedOpError, _fp16
-
-from devicekit import tiny_graph
 
 S = 32
 C = 4
@@ -143,7 +142,8 @@ def test_unsupported_ops_and_configurations_are_named():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("VESSEL_SEG_PERF") != "1", reason="timing test: set VESSEL_SEG_PERF=1 on an idle machine")
+@pytest.mark.skipif(os.environ.get("VESSEL_SEG_PERF") != "1",
+                    reason="timing test: set VESSEL_SEG_PERF=1 on an idle machine")
 def test_a_2_gmac_unet_runs_in_fp16_well_under_two_seconds():
     rng = np.random.default_rng(6)
     nodes, init, x_name, cin, skips, hw, macs = [], {}, "image", 3, [], 512, 0

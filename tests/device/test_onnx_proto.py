@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from devicekit import tiny_graph
 
 from vessel_seg.device.onnx_proto import (
     Graph,
@@ -14,8 +15,6 @@ from vessel_seg.device.onnx_proto import (
     load_model,
     save_model,
 )
-
-from devicekit import tiny_graph
 
 
 def test_round_trip_keeps_nodes_attributes_initializers_and_io():

@@ -6,11 +6,10 @@ import time
 
 import numpy as np
 import pytest
+from devicekit import random_input, reference_output, tolerance
 
 from vessel_seg.device import DeviceError, DeviceState
 from vessel_seg.device.resilient import ResilientDevice
-
-from devicekit import random_input, reference_output, tolerance
 
 
 def make(bundle, runtime, **kwargs):

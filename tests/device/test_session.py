@@ -10,11 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from devicekit import leak_report, random_input, reference_output, tolerance
 
 from vessel_seg.device import AclError, DeviceError, open_session
 from vessel_seg.device.runtime import load_runtime
-
-from devicekit import leak_report, random_input, reference_output, tolerance
 
 
 def test_session_describes_host_input_and_float_output(device_bundle, runtime):

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from devicekit import random_input, reference_output
 
 pytestmark = pytest.mark.sim_only

@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from pipefakes import tiny_bundle
 
 import vessel_seg.camera.ingest  # noqa: E402,F401  (the bench runs the real daemon)
 import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 from vessel_seg.pipeline.cli.main import main
-
-from pipefakes import tiny_bundle
 
 
 def test_bench_json_report_has_every_measurement_and_same_run_ratios(tmp_path, capsys):

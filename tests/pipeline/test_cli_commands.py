@@ -7,14 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+from pipefakes import fundus_like, tiny_bundle, write_image
 
 from vessel_seg import __version__
 from vessel_seg.config import DEFAULT_CONFIG_FILE
 from vessel_seg.pipeline.cli.main import available_commands, main
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, probability_to_bytes
 from vessel_seg.pipeline.store.results import is_complete
-
-from pipefakes import fundus_like, tiny_bundle, write_image
 
 
 def _py(code):

@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from pipefakes import fundus_like, tiny_bundle, write_image
 
 import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
 import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 from vessel_seg.pipeline.appliance.config import default_config
 from vessel_seg.pipeline.appliance.daemon import Daemon, DaemonError  # noqa: E402
 from vessel_seg.pipeline.appliance.recovery import Recovery  # noqa: E402
-
-from pipefakes import fundus_like, tiny_bundle, write_image
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ import threading
 import time
 
 import pytest
+from pipefakes import FakeDevice, fundus_like, make_stages, tiny_bundle, write_image
 
 from vessel_seg.device import DeviceState
 from vessel_seg.pipeline.engine.scheduler import InvalidTransition, PipelineState, Scheduler, SchedulerCallbacks
 from vessel_seg.pipeline.engine.stages import WorkItem
 from vessel_seg.pipeline.store import results as results_mod
 from vessel_seg.pipeline.store.results import is_complete
-
-from pipefakes import FakeDevice, fundus_like, make_stages, tiny_bundle, write_image
 
 
 class Recorder(SchedulerCallbacks):

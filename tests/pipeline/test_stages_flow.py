@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from pipefakes import FakeDevice, fake_output, fundus_like, make_stages, write_image
 
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES, read_probability_bin
 from vessel_seg.pipeline.engine.decode import DecodeError
@@ -14,8 +15,6 @@ from vessel_seg.pipeline.engine.stages import SequentialRunner, WorkItem
 from vessel_seg.pipeline.store import results as results_mod
 from vessel_seg.pipeline.store.results import is_complete
 from vessel_seg.vocabulary import RESULT_FILES, STAGE_NAMES
-
-from pipefakes import FakeDevice, fake_output, fundus_like, make_stages, write_image
 
 RESULT_KEYS = {"id", "source", "sha256", "created", "original_size", "model_input_size", "model", "runtime",
                "precision", "threshold", "vessel_density_fov", "fov_fraction", "timings_ms", "files"}

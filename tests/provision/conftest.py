@@ -8,7 +8,6 @@ import tempfile
 from typing import Iterator
 
 import pytest
-
 from notify_helpers import NotifyReceiver
 
 

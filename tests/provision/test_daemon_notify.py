@@ -18,7 +18,6 @@ from typing import Iterator, List, Optional, Sequence
 
 import pytest
 import yaml
-
 from notify_helpers import NotifyReceiver, fields
 
 HERE = os.path.dirname(os.path.abspath(__file__))

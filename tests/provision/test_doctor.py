@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from vessel_seg.pipeline.cli import doctor
 from vessel_seg.models import bundle_dir
+from vessel_seg.pipeline.cli import doctor
 from vessel_seg.pipeline.cli.doctor import FAIL, OK, WARN
 
 LINE = re.compile(r"^(OK   |WARN |FAIL )[a-z]{1,11} +\S")

@@ -8,10 +8,9 @@ import threading
 import time
 
 import pytest
+from notify_helpers import fields
 
 from vessel_seg.pipeline.appliance.sdnotify import SystemdNotifier, WatchdogPinger
-
-from notify_helpers import fields
 
 
 def test_without_notify_socket_every_call_is_a_silent_noop():

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from web_fakes import FakeDaemon
 
 from vessel_seg.web import create_app
-
-from web_fakes import FakeDaemon
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ import time
 import urllib.request
 
 import pytest
+from web_fakes import FakeDaemon, add_result, fundus_like
 
 from vessel_seg.web import create_app, serve
-
-from web_fakes import FakeDaemon, add_result, fundus_like
 
 pytestmark = pytest.mark.browser
 

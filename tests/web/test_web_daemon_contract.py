@@ -8,12 +8,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from web_fakes import image_bytes
 
 import vessel_seg.pipeline.appliance.config as config_module  # noqa: E402
 import vessel_seg.pipeline.appliance.daemon as daemon_module  # noqa: E402
 from vessel_seg.web import create_app
-
-from web_fakes import image_bytes
 
 
 @pytest.fixture

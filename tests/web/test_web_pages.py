@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from web_fakes import add_result
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from web_fakes import FakeDaemon, add_result, image_bytes
 
 from vessel_seg.web import create_app
 from vessel_seg.web.auth import COOKIE_NAME, safe_next
-
-from web_fakes import FakeDaemon, add_result, image_bytes
 
 TOKEN = "s3cret-token"
 

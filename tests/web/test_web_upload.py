@@ -4,12 +4,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from web_fakes import image_bytes
 
 from vessel_seg.pipeline.appliance.uploads import UploadRejected, sniff_format, upload_name, verify_image
 from vessel_seg.web import create_app
 from vessel_seg.web.presenters import human_size
-
-from web_fakes import image_bytes
 
 SAME_ORIGIN = {"Origin": "http://localhost"}
 
