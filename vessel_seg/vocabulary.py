@@ -47,6 +47,20 @@ SERVABLE_RESULT_FILES = tuple(RESULT_FILES.values()) + tuple(OPTIONAL_RESULT_FIL
 # ------------------------------------------------------------------------------------ inputs
 #: File-name extensions of the photographs the appliance reads (the default of ``ingest.extensions``).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp")
+#: The extension of DICOM files; a DICOM file may also have no extension at all (it is known by content).
+DICOM_EXTENSION = ".dcm"
+_DICOM_PREAMBLE = 128
+_DICOM_MAGIC = b"DICM"
+
+
+def has_dicom_preamble(path: Union[str, "os.PathLike[str]"]) -> bool:
+    """True when the file starts like a DICOM part 10 file: a 128-byte preamble, then ``DICM``."""
+    try:
+        with open(os.fspath(path), "rb") as fh:
+            head = fh.read(_DICOM_PREAMBLE + len(_DICOM_MAGIC))
+    except OSError:
+        return False
+    return len(head) == _DICOM_PREAMBLE + len(_DICOM_MAGIC) and head[_DICOM_PREAMBLE:] == _DICOM_MAGIC
 
 # ------------------------------------------------------------------------------------ ids and hashes
 #: A result id: the first 16 hex digits (lowercase) of the SHA-256 of the input file's bytes.

@@ -119,6 +119,16 @@ SCHEMA: Dict[str, Any] = {
         "max_bytes": Field(["int"], 64 * 1024 * 1024, minimum=1),
         "max_pixels": Field(["int"], 40000000, minimum=1),
         "extensions": Field(["list_str"], [".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp"]),
+        "identity_pattern": Field(["str", "null"], None),
+        "identity_sidecar": Field(["bool"], False),
+    },
+    "dicom": {
+        "receiver": {
+            "enabled": Field(["bool"], False),
+            "ae_title": Field(["str"], "VESSELSEG"),
+            "port": Field(["int"], 11112, minimum=1, maximum=65535),
+            "allowed_ae_titles": Field(["list_str"], []),
+        },
     },
     "pipeline": {
         "queue_size": Field(["int"], 8, minimum=1),
@@ -279,7 +289,37 @@ def _check_value(field: Field, value: Any, key: str, line_of: Callable[[str], Op
         value = [v.lower() for v in value]
     if "str" in field.kinds and isinstance(value, str) and value == "" and field.choices is None:
         return None, [ConfigIssue(source, line, key, "must not be empty")]
+    problem = _special_check(key, value)
+    if problem:
+        return None, [ConfigIssue(source, line, key, problem)]
     return value, []
+
+
+def _ae_title_problem(title: str) -> Optional[str]:
+    if not 1 <= len(title.strip()) <= 16 or len(title) > 16:
+        return "an AE title has 1 to 16 characters, got %r" % (title,)
+    if "\\" in title or any(not (32 <= ord(c) < 127) for c in title):
+        return "an AE title is printable ASCII without a backslash, got %r" % (title,)
+    return None
+
+
+def _special_check(key: str, value: Any) -> Optional[str]:
+    """Checks of single keys beyond their kind and range: file-name patterns, AE titles."""
+    if key == "ingest.identity_pattern" and isinstance(value, str):
+        from vessel_seg.pipeline.engine.identity import PatternError, compile_pattern
+
+        try:
+            compile_pattern(value)
+        except PatternError as exc:
+            return str(exc)
+    if key == "dicom.receiver.ae_title" and isinstance(value, str):
+        return _ae_title_problem(value)
+    if key == "dicom.receiver.allowed_ae_titles" and isinstance(value, list):
+        for title in value:
+            problem = _ae_title_problem(title)
+            if problem:
+                return problem
+    return None
 
 
 def _merge(schema: Dict[str, Any], base: Dict[str, Any], data: Any, prefix: str,

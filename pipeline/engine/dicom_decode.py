@@ -32,6 +32,9 @@ from vessel_seg.pipeline.engine.decode import (
     DecodeError,
     decode_image,
 )
+from vessel_seg.vocabulary import has_dicom_preamble
+
+__all__ = ["DicomError", "decode_dicom", "decode_input", "read_dataset", "check_header", "has_dicom_preamble"]
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +76,9 @@ PILLOW_SYNTAXES = {
 #: Transfer syntaxes decoded (UID -> name).
 TRANSFER_SYNTAXES = dict(NATIVE_SYNTAXES, **PILLOW_SYNTAXES)
 
-_PREAMBLE = 128
-_MAGIC = b"DICM"
-
 
 class DicomError(DecodeError):
     """A DICOM file that cannot become a model input; permanent (the file is quarantined with the reason)."""
-
-
-def has_dicom_preamble(path: os.PathLike) -> bool:
-    """True when the file starts with the 128-byte preamble and ``DICM`` (PS3.10 part 10 file)."""
-    try:
-        with open(os.fspath(path), "rb") as fh:
-            head = fh.read(_PREAMBLE + len(_MAGIC))
-    except OSError:
-        return False
-    return len(head) == _PREAMBLE + len(_MAGIC) and head[_PREAMBLE:] == _MAGIC
 
 
 def _pydicom() -> Any:
