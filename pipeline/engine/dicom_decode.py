@@ -32,7 +32,12 @@ from vessel_seg.pipeline.engine.decode import (
     DecodeError,
     decode_image,
 )
-from vessel_seg.vocabulary import has_dicom_preamble
+from vessel_seg.vocabulary import (
+    DICOM_COMPRESSED_SYNTAXES,
+    DICOM_NATIVE_SYNTAXES,
+    DICOM_SOP_CLASSES,
+    has_dicom_preamble,
+)
 
 __all__ = ["DicomError", "decode_dicom", "decode_input", "read_dataset", "check_header", "has_dicom_preamble"]
 
@@ -51,28 +56,10 @@ BAD_FRAME = "dicom_bad_frame"
 #: The frames one file may hold (each becomes a result).
 MAX_FRAMES = 256
 
-#: SOP classes accepted (name -> UID).
-SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit Image",
-    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit Image",
-    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image",
-}
-
-NATIVE_SYNTAXES = {
-    "1.2.840.10008.1.2": "Implicit VR Little Endian",
-    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
-    "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
-    "1.2.840.10008.1.2.2": "Explicit VR Big Endian",
-}
-PILLOW_SYNTAXES = {
-    "1.2.840.10008.1.2.4.50": "JPEG Baseline",
-    "1.2.840.10008.1.2.4.90": "JPEG 2000 Lossless",
-    "1.2.840.10008.1.2.4.91": "JPEG 2000",
-}
+#: SOP classes accepted and transfer syntaxes decoded (UID -> name).
+SOP_CLASSES = DICOM_SOP_CLASSES
+NATIVE_SYNTAXES = DICOM_NATIVE_SYNTAXES
+PILLOW_SYNTAXES = DICOM_COMPRESSED_SYNTAXES
 #: Transfer syntaxes decoded (UID -> name).
 TRANSFER_SYNTAXES = dict(NATIVE_SYNTAXES, **PILLOW_SYNTAXES)
 
