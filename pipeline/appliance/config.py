@@ -471,6 +471,30 @@ def set_key(config: Dict[str, Any], dotted: str, value: Any) -> None:
     target[parts[-1]] = checked
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    text = str(host).strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(config: Dict[str, Any]) -> Optional[str]:
+    """Why this configuration must not start: the page (patient data) on the network without a token."""
+    web = config["web"]
+    if web["enabled"] and not web["token"] and not is_loopback_host(web["host"]):
+        return ("web.host is %s, beyond loopback, and web.token is not set: the status page shows patient data, "
+                "so listening on the network needs an access token. Set web.token (install.sh generates one; "
+                "read it with: sudo grep token: /etc/vessel-seg/config.yaml) or set web.host to 127.0.0.1"
+                % web["host"])
+    return None
+
+
 def _flatten(value: Any, prefix: str, out: Dict[str, Any]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():

@@ -155,3 +155,66 @@ def test_a_plain_image_takes_its_identity_from_the_name_pattern_and_the_sidecar(
                                            "laterality": "L", "acquired": "2024-01-02"}
     assert "identity" not in _result(d, anon)
     assert d.journal.get(anon)["identity"] == {}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not __import__("shutil").which("storescu"), reason="dcmtk's storescu not installed "
+                    "(apt-get install dcmtk)")
+def test_an_instance_sent_by_storescu_becomes_a_result_with_its_identity(running, cfg, tmp_path):
+    import subprocess
+
+    port = _free_port()
+    cfg["dicom"]["receiver"].update(enabled=True, port=port, allowed_ae_titles=["VISUCAM"])
+    d = running(cfg)
+    src = tmp_path / "send.dcm"
+    src.write_bytes(dcm.build_dicom(fundus_like(180, 160), syntax=dcm.JPEG_BASELINE, uid_seed=11))
+    out = subprocess.run(["storescu", "-xy", "-aet", "VISUCAM", "-aec", "VESSELSEG", "127.0.0.1", str(port),
+                          str(src)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert out.returncode == 0, out.stdout
+    _wait(lambda: d.journal.counts()["done"] == 1, what="the received instance processed")
+    (row,) = d.journal.list()
+    assert row["source"].startswith("rx_") and row["identity"]["sop_uid"].endswith(".11.3.1")
+    assert _result(d, row["id"])["identity"]["patient_id"] == "PAT-0042"
+
+
+def test_an_enabled_receiver_without_allowed_ae_titles_stops_the_start_with_the_reason(cfg):
+    from vessel_seg.pipeline.appliance.daemon import DaemonError
+
+    cfg["dicom"]["receiver"].update(enabled=True, port=_free_port())
+    d = Daemon(cfg, systemd=False)
+    try:
+        with pytest.raises(DaemonError, match="allowed_ae_titles"):
+            d.start()
+    finally:
+        d.stop(1.0)
+
+
+@pytest.mark.parametrize("host,token,refused", [("0.0.0.0", None, True), ("192.168.1.20", None, True),
+                                                 ("0.0.0.0", "s3cret-token", False), ("127.0.0.1", None, False),
+                                                 ("::1", None, False), ("localhost", None, False)])
+def test_listening_beyond_loopback_needs_a_token(host, token, refused):
+    from vessel_seg.pipeline.appliance.config import exposure_problem
+
+    c = default_config()
+    c["web"]["host"], c["web"]["token"] = host, token
+    problem = exposure_problem(c)
+    assert (problem is not None) == refused
+    if refused:
+        assert "web.token" in problem and "patient data" in problem
+
+
+def test_the_daemon_refuses_to_start_on_the_network_without_a_token(cfg):
+    from vessel_seg.pipeline.appliance.daemon import DaemonError
+
+    cfg["web"].update(enabled=True, host="0.0.0.0", token=None)
+    d = Daemon(cfg, systemd=False)
+    with pytest.raises(DaemonError, match="needs an access token"):
+        d.start()
+    d.stop(0.0)
