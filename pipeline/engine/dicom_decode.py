@@ -121,6 +121,8 @@ def number_of_frames(ds: Any) -> int:
 def check_header(ds: Any, max_pixels: int) -> Tuple[int, int, int]:
     """Validate what decoding needs before any pixel is touched; returns (rows, columns, frames)."""
     sop = str(ds.get("SOPClassUID", "") or "")
+    if not sop and not transfer_syntax(ds):
+        raise DicomError(NOT_DICOM, "no file meta information and no SOP class: not a DICOM data set")
     if sop not in SOP_CLASSES:
         raise DicomError(UNSUPPORTED_SOP_CLASS, "SOP class %s is not a photograph this appliance reads (accepted: "
                          "ophthalmic photography, VL photographic, secondary capture)" % (sop or "(missing)"))
@@ -242,11 +244,23 @@ def _to_rgb8(arr: np.ndarray, ds: Any, photometric: str, compressed: bool, notes
     raise DicomError(UNSUPPORTED_PIXELS, "unexpected decoded frame shape %s" % (arr.shape,))
 
 
+def _pixel_tag_in_file(path: os.PathLike) -> bool:
+    """Whether the bytes of the (7FE0,0010) Pixel Data tag occur in the file (either byte order)."""
+    try:
+        with open(os.fspath(path), "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+
+
 def decode_dicom(path: os.PathLike, max_bytes: int, max_pixels: int, frame: int = 0) -> DecodedImage:
     """Validate and decode frame ``frame`` (0-based) of a DICOM file; DicomError with a reason otherwise."""
     ds = read_dataset(path, max_bytes)
     rows, cols, frames = check_header(ds, max_pixels)
     if "PixelData" not in ds:
+        if _pixel_tag_in_file(path):   # pydicom drops an element cut off before its end (a warning only)
+            raise DicomError(TRUNCATED, "the Pixel Data element ends before its delimiter: the file is cut short")
         raise DicomError(NO_PIXELS, "the data set has no Pixel Data element")
     if not 0 <= frame < frames:
         raise DicomError(BAD_FRAME, "frame %d asked for, the file has %d" % (frame, frames))

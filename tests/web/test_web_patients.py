@@ -16,7 +16,8 @@ PATIENTS = [
            "sop_uid": "1.2.3.4.5.1", "study_uid": "1.2.3.4", "manufacturer": "Carl Zeiss Meditec",
            "model": "VISUCAM 500", "birth_date": "1970-01-31", "sex": "F", "accession": "ACC9"}),
     ("b", {"patient_id": "PAT-1", "patient_name": "DOE, JANE", "laterality": "L", "acquired": "2024-03-15T10:16:00"}),
-    ("c", {"patient_id": "PAT-2", "patient_name": "ROE, RICHARD", "laterality": "R", "acquired": "2024-05-01T08:00:00"}),
+    ("c", {"patient_id": "PAT-2", "patient_name": "ROE, RICHARD", "laterality": "R",
+           "acquired": "2024-05-01T08:00:00"}),
     ("d", {}),
 ]
 
