@@ -207,7 +207,8 @@ class Intake(SchedulerCallbacks):
     def on_done(self, job: Job) -> None:
         result_dir = str(job.result_path.parent) if job.result_path is not None else None
         self.journal.mark(job.item.id, DONE, result_dir=result_dir)
-        log.info("done %s -> results/%s (%.0f ms)", job.item.source, job.item.id, job.timings_ms.get("total", 0.0))
+        log.info("done %s -> results/%s (%.0f ms)", _label(job.item.source, job.item.identity), job.item.id,
+                 job.timings_ms.get("total", 0.0))
         self.after_done(Path(job.item.path), job.item.id)
         self.settle_duplicates(job.item.id, {"state": DONE})
 

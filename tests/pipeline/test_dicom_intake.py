@@ -218,3 +218,18 @@ def test_the_daemon_refuses_to_start_on_the_network_without_a_token(cfg):
     with pytest.raises(DaemonError, match="needs an access token"):
         d.start()
     d.stop(0.0)
+
+
+def test_no_patient_data_reaches_the_info_log(running, cfg, caplog):
+    import logging
+
+    cfg["ingest"]["identity_pattern"] = "{patient_id}_{laterality}_{date}"
+    caplog.set_level(logging.INFO, logger="vessel_seg")
+    d = running(cfg)
+    dicom = _drop(d.paths.capture, "scan.dcm", dcm.build_dicom(fundus_like(180, 160), uid_seed=21))
+    named = write_image(d.paths.capture / "SECRET42_OD_20240102.png", fundus_like(180, 160, seed=4))
+    ids = [result_id(sha256_file(p)) for p in (dicom, named)]
+    _wait(lambda: all(d.results.is_complete(r) for r in ids), what="two results")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.levelno <= logging.INFO)
+    for secret in ("PAT-0042", "DOE", "JANE", "SECRET42", "1.2.826.0.1.3680043.10.1234.21"):
+        assert secret not in text, secret
