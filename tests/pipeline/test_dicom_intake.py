@@ -233,3 +233,47 @@ def test_no_patient_data_reaches_the_info_log(running, cfg, caplog):
     text = "\n".join(r.getMessage() for r in caplog.records if r.levelno <= logging.INFO)
     for secret in ("PAT-0042", "DOE", "JANE", "SECRET42", "1.2.826.0.1.3680043.10.1234.21"):
         assert secret not in text, secret
+
+
+def test_queued_frames_left_in_the_journal_are_redone_after_a_restart(running, cfg):
+    from vessel_seg.pipeline.store.journal import Journal
+
+    data = Path(cfg["data_dir"])
+    (data / "capture").mkdir(parents=True)
+    path = _drop(data / "capture", "left.dcm", dcm.build_dicom(fundus_like(180, 160), frames=2, uid_seed=31))
+    sha = sha256_file(path)
+    identity = {"patient_id": "PAT-0042", "laterality": "R"}
+    with Journal(data / "state" / "journal.sqlite3") as j:      # as a daemon killed after journaling left it
+        ids = [j.add(frame_key(sha, i), "left.dcm", str(path), path.stat().st_size, frame=i, frames=2,
+                     file_sha256=sha, identity=identity)[0] for i in range(2)]
+        j.start(ids[1])
+    d = running()
+    _wait(lambda: all(d.results.is_complete(r) for r in ids), what="both frames redone")
+    assert [_result(d, r)["frame"]["index"] for r in ids] == [0, 1]
+    assert _result(d, ids[1])["identity"] == identity
+
+
+def test_a_bad_frame_fails_alone_and_the_file_is_quarantined_once_every_frame_settled(running):
+    import io
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    d = running()
+    data = dcm.build_dicom(fundus_like(180, 160), frames=3, syntax=dcm.JPEG_BASELINE, uid_seed=41)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    from pydicom.encaps import generate_pixel_data_frame
+
+    frames = list(generate_pixel_data_frame(ds.PixelData, 3))
+    ds.PixelData = encapsulate([frames[0], b"\xff\xd8\xff\xe0broken" * 10, frames[2]])
+    buf = io.BytesIO()
+    ds.save_as(buf, write_like_original=False)
+    path = _drop(d.paths.capture, "partly.dcm", buf.getvalue())
+    sha = sha256_file(path)
+    ids = [result_id(frame_key(sha, i)) for i in range(3)]
+    _wait(lambda: _quarantine_reasons(d), what="the file quarantined")
+    assert d.results.is_complete(ids[0]) and d.results.is_complete(ids[2])
+    assert d.journal.get(ids[1])["state"] == "failed"
+    (info,) = _quarantine_reasons(d).values()
+    assert info["failed_frames"] == [1] and info["frames"] == 3 and info["reason"] == "dicom_truncated"
+    assert not path.exists()
