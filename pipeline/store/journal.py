@@ -32,7 +32,7 @@ COLUMNS = ("id", "sha256", "source", "path", "state", "reason", "attempts", "cre
            "result_dir")
 
 #: Version of the schema this module writes; older databases are migrated on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS captures (
@@ -53,8 +53,27 @@ _SCHEMA_V1 = (
     "CREATE INDEX IF NOT EXISTS captures_updated ON captures(updated)",
 )
 
+#: Version 2: the PACS export outbox (``pipeline/store/outbox.py``), one row per result and DICOM object.
+_SCHEMA_V2 = (
+    """CREATE TABLE IF NOT EXISTS exports (
+        result_id        TEXT NOT NULL,
+        object           TEXT NOT NULL,
+        study_uid        TEXT NOT NULL,
+        series_uid       TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL UNIQUE,
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'rejected')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt     TEXT NOT NULL,
+        reason           TEXT,
+        created          TEXT NOT NULL,
+        updated          TEXT NOT NULL,
+        PRIMARY KEY (result_id, object)
+    )""",
+    "CREATE INDEX IF NOT EXISTS exports_due ON exports(state, next_attempt)",
+)
+
 #: version -> statements that bring a database from version-1 to version.
-_MIGRATIONS = {1: _SCHEMA_V1}  # type: Dict[int, Tuple[str, ...]]
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}  # type: Dict[int, Tuple[str, ...]]
 
 
 class JournalError(RuntimeError):
