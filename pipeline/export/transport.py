@@ -14,12 +14,12 @@ import os
 import urllib.error
 import urllib.request
 from io import BytesIO
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from pydicom import dcmread
 
 __all__ = ["TransientError", "PermanentRejection", "DimseTransport", "StowTransport", "make_transport",
-           "stow_failures"]
+           "stow_failures", "stow_stored"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class DimseTransport(object):
         self.called = called_ae_title
         self.calling = calling_ae_title
         self.timeout_s = float(timeout_s)
+        pynetdicom_log = logging.getLogger("pynetdicom")
+        if pynetdicom_log.level == logging.NOTSET:   # one association per object: its INFO lines are noise
+            pynetdicom_log.setLevel(logging.WARNING)
 
     def describe(self) -> str:
         return "C-STORE to %s@%s:%d" % (self.called, self.host, self.port)
@@ -78,7 +81,8 @@ class DimseTransport(object):
             raise TransientError(text)
         if not assoc.is_established:
             if assoc.is_aborted and assoc.rejected_contexts:
-                raise PermanentRejection("%s does not accept %s (presentation context rejected)"
+                raise PermanentRejection("%s does not accept SOP class %s in Explicit or Implicit VR Little Endian "
+                                         "(presentation context rejected)"
                                          % (self.describe(), ds.SOPClassUID))
             raise TransientError("cannot reach %s (connection refused, aborted or timed out)" % self.describe())
         try:
@@ -104,7 +108,7 @@ class DimseTransport(object):
             if code:
                 log.info("C-STORE of %s accepted with warning status 0x%04X %s", name, code, comment)
             return
-        text = "C-STORE of %s refused by %s: status 0x%04X%s" % (name, self.describe(), code,
+        text = "C-STORE of %s to %s answered status 0x%04X%s" % (name, self.describe(), code,
                                                                  (" (%s)" % comment) if comment else "")
         if code in _TRANSIENT_STATUSES:
             raise TransientError(text)
@@ -115,6 +119,7 @@ class DimseTransport(object):
 _FAILED_SOP_SEQUENCE = "00081198"
 _FAILURE_REASON = "00081197"
 _REFERENCED_SOP_INSTANCE = "00081155"
+_REFERENCED_SOP_SEQUENCE = "00081199"
 
 
 def stow_failures(answer: Any) -> Dict[str, str]:
@@ -139,6 +144,17 @@ def stow_failures(answer: Any) -> Dict[str, str]:
         reason = _json_first(item.get(_FAILURE_REASON))
         out[str(uid)] = "failure reason %s" % (("0x%04X" % reason) if isinstance(reason, int) else reason)
     return out
+
+
+def stow_stored(answer: Any) -> Optional[List[str]]:
+    """SOP instance UIDs a STOW-RS answer's ReferencedSOPSequence lists; None when the answer has none."""
+    if isinstance(answer, list) and answer:
+        answer = answer[0]
+    if not isinstance(answer, dict) or _REFERENCED_SOP_SEQUENCE not in answer:
+        return None
+    element = answer[_REFERENCED_SOP_SEQUENCE]
+    items = element.get("Value") if isinstance(element, dict) else None
+    return [str(_json_first(i.get(_REFERENCED_SOP_INSTANCE))) for i in (items or []) if isinstance(i, dict)]
 
 
 def _json_first(element: Any) -> Any:
@@ -182,10 +198,16 @@ class StowTransport(object):
             raise PermanentRejection(text)
         except (urllib.error.URLError, OSError) as exc:
             raise TransientError("cannot reach %s: %s" % (self.describe(), getattr(exc, "reason", exc)))
-        failures = stow_failures(_json_or_none(payload))
+        answer = _json_or_none(payload)
+        failures = stow_failures(answer)
         if failures:
             reason = failures.get(sop_instance) or "; ".join(failures.values())
             raise PermanentRejection("STOW-RS of %s refused (HTTP %d): %s" % (name, status, reason))
+        stored = stow_stored(answer)
+        if stored is not None and sop_instance not in stored:
+            # e.g. Orthanc's DICOMweb plugin when its own store failed: 200, both sequences without a Value
+            raise PermanentRejection("STOW-RS of %s: HTTP %d, but the answer lists the instance neither as "
+                                     "stored nor as failed (the PACS did not store it)" % (name, status))
         log.debug("STOW-RS of %s: HTTP %d", name, status)
 
 
