@@ -94,9 +94,11 @@ class Orthanc(object):
                 time.sleep(0.02)
         raise RuntimeError("Orthanc did not answer /system within %.0f s: %s" % (timeout, self.log_tail()))
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        """Stop it by its pid: SIGKILL by default (a PACS that vanishes; a clean SIGTERM stop takes Orthanc
+        about 3 s, and its storage is thrown away with tmp_path anyway)."""
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            os.kill(self.proc.pid, sig)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -128,14 +130,32 @@ class Orthanc(object):
         return self.get("/instances/%s/simplified-tags" % orthanc_id)
 
 
-@pytest.fixture
-def orthanc(tmp_path):
+def _need_orthanc() -> None:
     if ORTHANC is None:
         pytest.skip("Orthanc is not installed (apt-get install -y orthanc orthanc-dicomweb; .ci/run does it as root)")
-    server = Orthanc(tmp_path / "orthanc")
-    server.start()
-    yield server
-    server.stop()
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path):
+    """``make(start=True, **config overrides)`` -> a started (or not yet started) Orthanc; all stopped at the end."""
+    _need_orthanc()
+    servers = []
+
+    def make(start: bool = True, **overrides: Any) -> Orthanc:
+        server = Orthanc(tmp_path / ("orthanc%d" % len(servers)), **overrides)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def orthanc(orthanc_factory):
+    return orthanc_factory()
 
 
 # --------------------------------------------------------------------------------------------- results
