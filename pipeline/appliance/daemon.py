@@ -35,6 +35,7 @@ from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, 
 from vessel_seg.pipeline.engine.telemetry import Metrics
 from vessel_seg.pipeline.export.exporter import Exporter
 from vessel_seg.pipeline.store.journal import Journal
+from vessel_seg.pipeline.store.outbox import Outbox
 from vessel_seg.pipeline.store.results import ResultStore
 from vessel_seg.vocabulary import result_id, sha256_bytes
 
@@ -281,6 +282,13 @@ class Daemon(object):
         if self.exporter is None:
             return 0
         return self.exporter.retry(result_id, all_rejected=all_rejected)
+
+    def export_rows(self, result_id: str) -> List[Dict[str, Any]]:
+        """The outbox rows of one result (object, state, attempts, reason), for its page."""
+        if self.journal is None:
+            return []
+        keys = ("object", "state", "attempts", "reason", "sop_instance_uid", "updated")
+        return [{k: r[k] for k in keys} for r in Outbox(self.journal).rows(result_id)]
 
     def _after_result(self, result_id: str) -> None:
         """A result is done: queue its export, let retention look at the free space."""
