@@ -103,6 +103,9 @@ class Daemon(object):
                 raise DaemonError("cannot set up the PACS export: %s" % exc)
         self.retention = Retention(cfg, self.paths, self.journal, export_enabled=self.exporter is not None,
                                    metrics=self.metrics)
+        if self.exporter is not None:
+            retention = self.retention
+            self.exporter.on_sent = lambda _rid: retention.wake()   # a sent result may now be pruned
         self.metrics.declare("retention_pruned")
         self._status_to_systemd("starting: loading the model")
         try:

@@ -82,6 +82,7 @@ class Exporter(object):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = None                # type: Optional[threading.Thread]
+        self.on_sent = None                # type: Optional[Callable[[str], None]]  # result id; e.g. retention
         if metrics is not None:
             metrics.declare("export_sent", "export_rejected", "export_failures")
             metrics.gauge("export_outbox_depth", lambda: float(self.outbox.counts()["pending"]))
@@ -190,6 +191,11 @@ class Exporter(object):
         self.last_error = None
         self.last_sent = _iso(self.clock())
         log.info("export of %s/%s sent (%s)", rid, obj, self.transport.describe())
+        if self.on_sent is not None:
+            try:
+                self.on_sent(rid)
+            except Exception:
+                log.exception("on_sent callback failed")
         return True
 
     def _count(self, name: str) -> None:

@@ -107,3 +107,22 @@ def test_a_rejection_is_shown_and_retried_from_the_page_and_the_cli(orthanc, bun
     assert "2 export(s) pending again" in capsys.readouterr().out
     _wait(lambda: d2.export_status().get("sent") == 2, timeout=20, what="the CLI retry to be sent")
     assert len(orthanc.find_instances()) == 2
+
+
+def test_retention_prunes_a_result_only_after_its_export_was_sent_and_the_page_says_so(orthanc_factory, bundle,
+                                                                                       tmp_path, daemons):
+    pacs = orthanc_factory(start=False)                       # down: the export stays pending
+    cfg = _cfg(tmp_path, bundle, export_config(pacs))
+    cfg["retention"]["max_age_days"] = 1e-6                  # everything is "old" at once
+    d = daemons(cfg)
+    d.exporter.backoff_min_s, d.exporter.backoff_max_s = 0.1, 0.3
+    write_image(d.paths.capture / "eye.png", fundus_like(180, 160, seed=5))
+    _wait(lambda: d.export_status().get("pending") == 2 and d.exporter.failures >= 1, what="a pending export")
+    rid = d.exporter.outbox.listing()[0]["result_id"]
+    d.retention.apply()
+    assert d.results.is_complete(rid)                         # kept: its export is pending
+    pacs.start()
+    _wait(lambda: not (d.paths.results / rid).exists(), what="the pruning after the send")
+    assert len(pacs.find_instances()) == 2
+    page = create_app(d, dict(d.config["web"])).test_client().get("/").get_data(as_text=True)
+    assert 'id="pruned-list"' in page and rid in page and "older than" in page
