@@ -42,13 +42,14 @@ class Profile(object):
     burst_threads: int = 16
     strict_soak: bool = False
     timeout_scale: float = 1.0
+    pacs_images: int = 30
 
 
 PROFILES = {
     "short": Profile("short", load_images=100, crash_images=60, crashes=3, fault_images=40, disk_images=10,
                      fuzz_requests=150),
     "long": Profile("long", load_images=2000, crash_images=500, crashes=25, fault_images=300, disk_images=40,
-                    fuzz_requests=2000, strict_soak=True, timeout_scale=4.0),
+                    fuzz_requests=2000, strict_soak=True, timeout_scale=4.0, pacs_images=300),
 }
 
 
