@@ -164,11 +164,16 @@ class Exporter(object):
             data = self.build(rid, obj)
             self.transport.send("%s/%s" % (rid, obj), data)
         except TransientError as exc:
+            # the whole outbox waits by the consecutive failures (PACS down), this row also by its own
+            # attempts (a PACS that keeps failing one object while taking the others)
             self.failures += 1
+            now = self.clock()
             delay = backoff_s(self.failures, self.backoff_min_s, self.backoff_max_s)
-            self.hold_until = self.clock() + delay
+            self.hold_until = now + delay
+            row_due = max(self.hold_until, now + backoff_s(int(row["attempts"]) + 1, self.backoff_min_s,
+                                                           self.backoff_max_s))
             self.last_error = str(exc)
-            attempts = self.outbox.mark_failed(rid, obj, str(exc), _iso(self.hold_until))
+            attempts = self.outbox.mark_failed(rid, obj, str(exc), _iso(row_due))
             self._count("export_failures")
             log.warning("export of %s/%s failed (attempt %d), retrying in %.0f s: %s", rid, obj, attempts, delay,
                         exc)

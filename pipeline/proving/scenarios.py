@@ -342,7 +342,9 @@ def scenario_disk(root: Path, profile: Profile, seed: int, mode: str = "auto") -
     report.count("images_in", n)
     flag = Path(root) / "disk" / "enospc.flag"
     env = {ENOSPC_FLAG_ENV: str(flag)} if mode == "hook" else {}
-    scene = Scene(root, "disk", report, env=env)
+    # this scenario proves the pause-and-resume path of a full disk: retention (which would free space by
+    # pruning the oldest results first) is off here
+    scene = Scene(root, "disk", report, env=env, overrides={"retention": {"min_free_percent": 0}})
     mounted = False
     filler = scene.results / ".stress-filler"
     try:

@@ -178,3 +178,24 @@ def test_retry_of_one_result_makes_its_rejected_and_pending_rows_due_now(env):
     pacs.down = False
     assert ex.retry(A) == 2
     assert ex.run_once() == 2
+
+
+def test_an_object_that_keeps_failing_while_others_go_through_backs_off_on_its_own(env):
+    _j, _store, ex, pacs, clock = env
+
+    class Flaky(FakePacs):
+        def send(self, name, data):
+            if name == A + "/seg":
+                self.seg_tries = getattr(self, "seg_tries", 0) + 1
+                raise TransientError("status 0xA700")
+            FakePacs.send(self, name, data)
+
+    ex.transport = flaky = Flaky()
+    ex.enqueue(A)
+    ex.enqueue(B)
+    for _ in range(6):
+        ex.run_once()
+        clock.t += backoff_s(1)
+    row = ex.outbox.get(A, "seg")
+    assert row["state"] == "pending" and flaky.seg_tries == 3        # at 0, 2 and 6 s: its own backoff grows
+    assert ex.outbox.counts()["sent"] == 3
