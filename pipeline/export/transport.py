@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from io import BytesIO
 from typing import Any, Dict, List, Optional
@@ -173,7 +174,10 @@ class StowTransport(object):
         self.timeout_s = float(timeout_s)
 
     def describe(self) -> str:
-        return "STOW-RS to %s" % self.url
+        """The target without any user:password part of the URL (it is shown on the status page)."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        return "STOW-RS to %s" % urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
     def send(self, name: str, data: bytes) -> None:
         sop_instance = str(dcmread(BytesIO(data), stop_before_pixels=True).SOPInstanceUID)

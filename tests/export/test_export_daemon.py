@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import export_config
+from pacs_helpers import export_config
 from pipefakes import fundus_like, tiny_bundle, write_image
 
 from vessel_seg.pipeline.appliance.config import default_config

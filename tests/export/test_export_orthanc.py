@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DICOMWEB_PLUGIN, REJECTED_PATIENT, export_config, make_result
+from pacs_helpers import DICOMWEB_PLUGIN, REJECTED_PATIENT, export_config, make_result
 
 from vessel_seg.pipeline.export.exporter import Exporter
 from vessel_seg.pipeline.store.journal import Journal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import make_result
+from pacs_helpers import make_result
 
 from vessel_seg.pipeline.export.exporter import Exporter, backoff_s
 from vessel_seg.pipeline.export.transport import PermanentRejection, TransientError

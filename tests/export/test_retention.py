@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import make_result
+from pacs_helpers import make_result
 
 from vessel_seg.pipeline.appliance.config import default_config
 from vessel_seg.pipeline.appliance.datadir import DataPaths
