@@ -7,7 +7,9 @@
 * :mod:`.recovery`: what a restart redoes, and in which order (poison pills are given up);
 * :mod:`.uploads`: the upload validator and the never-overwriting publication into capture/;
 * :mod:`.health`: status, health and the watchdog's progress verdict;
-* :mod:`.reload`: what SIGHUP may change.
+* :mod:`.reload`: what SIGHUP may change;
+* :mod:`.retention`: pruning by age and free space, never a result whose export is pending;
+* :mod:`vessel_seg.pipeline.export.exporter`: the PACS outbox worker (``dicom.export``), fed by each result.
 
 systemd: READY=1 once device and model are up, STATUS= lines, WATCHDOG=1 only while ``is_progressing()``.
 """
