@@ -52,6 +52,11 @@ DICOM_EXTENSION = ".dcm"
 _DICOM_PREAMBLE = 128
 _DICOM_MAGIC = b"DICM"
 
+#: Who and what a capture shows (result.json ``identity``, the journal's ``identities`` table, the API):
+#: from a DICOM header, a file-name pattern or a sidecar JSON.
+IDENTITY_FIELDS = ("patient_id", "patient_name", "birth_date", "sex", "laterality", "acquired", "study_uid",
+                   "series_uid", "sop_uid", "sop_class_uid", "accession", "manufacturer", "model")
+
 
 #: DICOM SOP classes the appliance reads (UID -> name): fundus photographs (the receiver accepts only these).
 DICOM_SOP_CLASSES = {

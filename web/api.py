@@ -22,6 +22,7 @@ from vessel_seg.web.presenters import (
     read_status,
     result_detail,
 )
+from vessel_seg.web.security import same_origin_problem
 from vessel_seg.web.upload_flow import accept_upload
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,33 @@ def upload() -> Response:
     resp.status_code = 202
     resp.headers["Location"] = url_for("api.result", result_id=result_id)
     return resp
+
+
+@bp.route("/api/export")
+def export_status() -> Response:
+    """The PACS outbox: enabled, target, pending/sent/rejected counts, last error, rejections."""
+    daemon = get_daemon()
+    if not hasattr(daemon, "export_status"):
+        return jsonify({"enabled": False})
+    return jsonify(json_safe(daemon.export_status()))
+
+
+@bp.route("/api/export/retry", methods=["POST"])
+def export_retry() -> Response:
+    """JSON {"result_id": ID} or {"all_rejected": true}; answers {"retried": n}."""
+    problem = same_origin_problem(request)
+    if problem:
+        return json_error(403, problem)
+    daemon = get_daemon()
+    if not hasattr(daemon, "export_retry"):
+        return json_error(404, "this appliance has no PACS export")
+    body = request.get_json(silent=True) or {}
+    rid = body.get("result_id")
+    if rid is not None and not is_result_id(rid):
+        return json_error(400, "result_id must be 16 lowercase hex digits")
+    if rid is None and body.get("all_rejected") is not True:
+        return json_error(400, "give result_id or all_rejected: true")
+    return jsonify({"retried": int(daemon.export_retry(rid, all_rejected=rid is None))})
 
 
 @bp.route("/healthz")

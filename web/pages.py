@@ -23,6 +23,7 @@ from vessel_seg.web.presenters import (
     result_detail,
 )
 from vessel_seg.web.result_files import ALLOWED_FILES, is_allowed_file
+from vessel_seg.web.security import same_origin_problem
 from vessel_seg.web.upload_flow import accept_upload
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,14 @@ def result_page(result_id: str) -> Any:
     detail = result_detail(store, record)
     available = {d["name"] for d in detail["downloads"]}
     base_name = "input.jpg" if "input.jpg" in available else "overlay.png"
+    exports = []
+    if hasattr(get_daemon(), "export_rows"):
+        try:
+            exports = json_safe(get_daemon().export_rows(result_id))
+        except Exception:
+            log.exception("export rows of %s unavailable", result_id)
     return render_template("result.html", r=detail, available=available, base_name=base_name,
-                           status=_status_or_none(), active="results")
+                           exports=exports, status=_status_or_none(), active="results")
 
 
 @bp.route("/results/<result_id>/<name>")
@@ -114,3 +121,23 @@ def upload() -> Any:
         return redirect(url_for("pages.result_page", result_id=result_id), code=303)
     return render_template("upload.html", limit=limit, formats=SUPPORTED_DESCRIPTION,
                            status=_status_or_none(), active="upload")
+
+
+@bp.route("/export/retry", methods=["POST"])
+def export_retry() -> Any:
+    """The retry action: form field ``result_id`` (one result) or ``all_rejected=1``; back to the page."""
+    problem = same_origin_problem(request)
+    if problem:
+        return error_response(403, problem)
+    daemon = get_daemon()
+    if not hasattr(daemon, "export_retry"):
+        return error_response(404, "This appliance has no PACS export.")
+    rid = request.form.get("result_id") or None
+    if rid is not None and not is_result_id(rid):
+        return error_response(400, "Not a result id.")
+    if rid is None and request.form.get("all_rejected") != "1":
+        return error_response(400, "Name a result or ask for all rejected exports.")
+    n = daemon.export_retry(rid, all_rejected=rid is None)
+    log.info("export retry asked on the page: %d export(s) pending again", n)
+    target = url_for("pages.result_page", result_id=rid) if rid else url_for("pages.dashboard")
+    return redirect(target, code=303)

@@ -129,6 +129,16 @@ SCHEMA: Dict[str, Any] = {
             "port": Field(["int"], 11112, minimum=1, maximum=65535),
             "allowed_ae_titles": Field(["list_str"], []),
         },
+        "export": {
+            "enabled": Field(["bool"], False),
+            "protocol": Field(["str"], "dimse", choices=["dimse", "stow"]),
+            "host": Field(["str"], "127.0.0.1"),
+            "port": Field(["int"], 104, minimum=1, maximum=65535),
+            "called_ae_title": Field(["str"], "PACS"),
+            "calling_ae_title": Field(["str"], "VESSELSEG"),
+            "url": Field(["str", "null"], None),
+            "objects": Field(["list_str"], ["seg", "secondary_capture"]),
+        },
     },
     "pipeline": {
         "queue_size": Field(["int"], 8, minimum=1),
@@ -167,7 +177,14 @@ SCHEMA: Dict[str, Any] = {
     "logging": {
         "level": Field(["str"], "INFO", choices=list(LOG_LEVELS)),
     },
+    "retention": {
+        "max_age_days": Field(["float", "null"], None, minimum=0.0, exclusive_minimum=True),
+        "min_free_percent": Field(["float"], 10.0, minimum=0.0, maximum=100.0),
+    },
 }
+
+#: What ``dicom.export.objects`` may list.
+EXPORT_OBJECTS = ("seg", "secondary_capture")
 
 #: Keys a SIGHUP may change in a running daemon; everything else needs a restart.
 RELOADABLE_KEYS = (
@@ -287,6 +304,14 @@ def _check_value(field: Field, value: Any, key: str, line_of: Callable[[str], Op
         if bad:
             return None, [ConfigIssue(source, line, key, "extensions must look like '.png', got %r" % bad)]
         value = [v.lower() for v in value]
+    if "list_str" in field.kinds and key == "dicom.export.objects":
+        bad = [v for v in value if v not in EXPORT_OBJECTS]
+        if bad or not value:
+            return None, [ConfigIssue(source, line, key, "expected a non-empty list of %s, got %r"
+                                      % (", ".join(EXPORT_OBJECTS), value))]
+        value = [v for v in EXPORT_OBJECTS if v in value]
+    if key.endswith("_ae_title") and isinstance(value, str) and (len(value) > 16 or "\\" in value):
+        return None, [ConfigIssue(source, line, key, "an AE title has at most 16 characters and no backslash")]
     if "str" in field.kinds and isinstance(value, str) and value == "" and field.choices is None:
         return None, [ConfigIssue(source, line, key, "must not be empty")]
     problem = _special_check(key, value)
@@ -404,6 +429,10 @@ def parse_config_text(text: str, source: str = "<string>", base_dir: Optional[Pa
     config = default_config()
     if data is not None:
         issues.extend(_merge(SCHEMA, config, data, "", lines.get, source))
+    export = config["dicom"]["export"]
+    if not issues and export["enabled"] and export["protocol"] == "stow" and not export["url"]:
+        issues.append(ConfigIssue(source, lines.get("dicom.export.protocol"), "dicom.export.url",
+                                  "must be set (the DICOMweb root, e.g. http://pacs:8042/dicom-web) for protocol stow"))
     if issues:
         raise ConfigError(issues)
     if base_dir is not None:

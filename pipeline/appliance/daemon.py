@@ -7,7 +7,9 @@
 * :mod:`.recovery`: what a restart redoes, and in which order (poison pills are given up);
 * :mod:`.uploads`: the upload validator and the never-overwriting publication into capture/;
 * :mod:`.health`: status, health and the watchdog's progress verdict;
-* :mod:`.reload`: what SIGHUP may change.
+* :mod:`.reload`: what SIGHUP may change;
+* :mod:`.retention`: pruning by age and free space, never a result whose export is pending;
+* :mod:`vessel_seg.pipeline.export.exporter`: the PACS outbox worker (``dicom.export``), fed by each result.
 
 systemd: READY=1 once device and model are up, STATUS= lines, WATCHDOG=1 only while ``is_progressing()``.
 """
@@ -28,12 +30,15 @@ from vessel_seg.pipeline.appliance.health import HealthMonitor
 from vessel_seg.pipeline.appliance.intake import Intake
 from vessel_seg.pipeline.appliance.recovery import Recovery, suspects
 from vessel_seg.pipeline.appliance.reload import apply_reload
+from vessel_seg.pipeline.appliance.retention import Retention
 from vessel_seg.pipeline.appliance.sdnotify import SystemdNotifier, WatchdogPinger
 from vessel_seg.pipeline.appliance.uploads import UploadPublisher, check_upload
 from vessel_seg.pipeline.engine.scheduler import PipelineState, Scheduler, SchedulerCallbacks
 from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
 from vessel_seg.pipeline.engine.telemetry import Metrics
+from vessel_seg.pipeline.export.exporter import Exporter
 from vessel_seg.pipeline.store.journal import Journal
+from vessel_seg.pipeline.store.outbox import Outbox
 from vessel_seg.pipeline.store.results import ResultStore
 from vessel_seg.vocabulary import result_id, sha256_bytes
 
@@ -65,6 +70,8 @@ class Daemon(object):
         self.receiver: Optional[DicomReceiver] = None
         self.intake: Optional[Intake] = None
         self.recovery: Optional[Recovery] = None
+        self.exporter: Optional[Exporter] = None
+        self.retention: Optional[Retention] = None
         self.monitor = HealthMonitor(self)
         self.notifier = (notifier if notifier is not None else SystemdNotifier()) if systemd else None
         self.runtime = "unknown"
@@ -98,6 +105,18 @@ class Daemon(object):
             raise DaemonError(str(exc))
         self.journal = Journal(self.paths.journal)
         self.results.journal = self.journal
+        export_cfg = cfg["dicom"]["export"]
+        if export_cfg["enabled"]:
+            try:
+                self.exporter = Exporter(self.journal, self.results, export_cfg, metrics=self.metrics)
+            except ValueError as exc:
+                raise DaemonError("cannot set up the PACS export: %s" % exc)
+        self.retention = Retention(cfg, self.paths, self.journal, export_enabled=self.exporter is not None,
+                                   metrics=self.metrics)
+        if self.exporter is not None:
+            retention = self.retention
+            self.exporter.on_sent = lambda _rid: retention.wake()   # a sent result may now be pruned
+        self.metrics.declare("retention_pruned")
         self._status_to_systemd("starting: loading the model")
         try:
             self.bundle = load_model_bundle(cfg)
@@ -137,6 +156,10 @@ class Daemon(object):
         if not suspects(recovered):
             self._start_watcher()           # else the recovery thread starts it once the suspects are settled
         self._start_receiver()
+        if self.exporter is not None:
+            self.exporter.start()
+            log.info("PACS export on: %s", self.exporter.transport.describe())
+        self.retention.start()
         log.info("vessel-seg %s running: model %s %s on %s (%s), data in %s", __version__, self.bundle.name,
                  self.bundle.version, self.runtime, self.precision, self.paths.root)
         if self.notifier is not None:
@@ -204,6 +227,10 @@ class Daemon(object):
             left = self.scheduler.leftover()
             if left:
                 log.info("%d queued item(s) not started; they stay queued for the next start", len(left))
+        if self.retention is not None:
+            self.retention.stop()
+        if self.exporter is not None:
+            self.exporter.stop()           # an unsent object stays pending in the outbox
         if self.device is not None and finished:
             try:
                 self.device.close()
@@ -269,7 +296,43 @@ class Daemon(object):
         return self.monitor.health()
 
     def status(self) -> Dict[str, Any]:
-        return self.monitor.status()
+        status = self.monitor.status()
+        status["export"] = self.export_status()
+        status["retention"] = self.retention.status() if self.retention is not None else None
+        return status
+
+    # ------------------------------------------------------------------ PACS export and retention
+    def export_status(self) -> Dict[str, Any]:
+        """The outbox for the page: {"enabled": False} when export is off."""
+        if self.exporter is None:
+            return {"enabled": False}
+        try:
+            return self.exporter.status()
+        except Exception as exc:       # a closed journal while stopping
+            return {"enabled": True, "error": str(exc)}
+
+    def export_retry(self, result_id: Optional[str] = None, all_rejected: bool = False) -> int:
+        """The page's retry action; returns the number of exports made pending again."""
+        if self.exporter is None:
+            return 0
+        return self.exporter.retry(result_id, all_rejected=all_rejected)
+
+    def export_rows(self, result_id: str) -> List[Dict[str, Any]]:
+        """The outbox rows of one result (object, state, attempts, reason), for its page."""
+        if self.journal is None:
+            return []
+        keys = ("object", "state", "attempts", "reason", "sop_instance_uid", "updated")
+        return [{k: r[k] for k in keys} for r in Outbox(self.journal).rows(result_id)]
+
+    def _after_result(self, result_id: str) -> None:
+        """A result is done: queue its export, let retention look at the free space."""
+        if self.exporter is not None:
+            try:
+                self.exporter.enqueue(result_id)
+            except Exception:
+                log.exception("cannot queue the export of %s; the next start queues it", result_id)
+        if self.retention is not None:
+            self.retention.wake()
 
     def status_line(self) -> str:
         return self.monitor.status_line()
@@ -294,9 +357,13 @@ class _Callbacks(SchedulerCallbacks):
 
     def __init__(self, daemon: Daemon, intake: Intake) -> None:
         self.d = daemon
+        self.intake = intake
         self.on_start = intake.on_start
-        self.on_done = intake.on_done
         self.on_rejected = intake.on_rejected
+
+    def on_done(self, job: Any) -> None:
+        self.intake.on_done(job)
+        self.d._after_result(job.item.id)
 
     def on_state(self, state: PipelineState, reason: str) -> None:
         if self.d.notifier is not None and self.d.scheduler is not None:

@@ -34,6 +34,10 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
                "vessel_seg.pipeline.proving.command:add_arguments", "vessel_seg.pipeline.proving.command:run"),
     "doctor": ("check the installation: config, directories, model bundle, runtime, service",
                _CLI + "doctor:add_arguments", _CLI + "doctor:run"),
+    "export-status": ("the PACS outbox: pending, sent and rejected exports (with the PACS's reasons)",
+                      _CLI + "export:add_status_arguments", _CLI + "export:run_status"),
+    "export-retry": ("send rejected exports again: vessel-seg export-retry ID | --all-rejected",
+                     _CLI + "export:add_retry_arguments", _CLI + "export:run_retry"),
     "evaluate": ("score the model on a labelled dataset (e.g. DRIVE) through the product path",
                  _CLI + "evaluate:add_arguments", _CLI + "evaluate:run"),
 }

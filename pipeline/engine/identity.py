@@ -17,11 +17,11 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from vessel_seg.vocabulary import IDENTITY_FIELDS
+
 log = logging.getLogger(__name__)
 
 #: Every identity field, in display order (the keys of result.json ``identity`` and the journal's table).
-IDENTITY_FIELDS = ("patient_id", "patient_name", "birth_date", "sex", "laterality", "acquired", "study_uid",
-                   "series_uid", "sop_uid", "accession", "manufacturer", "model")
 
 #: Placeholders a file-name pattern may use -> the regular expression of their text.
 PATTERN_FIELDS = {
@@ -170,6 +170,7 @@ def from_dataset(ds: Any) -> Dict[str, str]:
         "study_uid": get("StudyInstanceUID"),
         "series_uid": get("SeriesInstanceUID"),
         "sop_uid": get("SOPInstanceUID"),
+        "sop_class_uid": get("SOPClassUID"),
         "accession": get("AccessionNumber"),
         "manufacturer": get("Manufacturer"),
         "model": get("ManufacturerModelName"),

@@ -23,7 +23,7 @@ from vessel_seg.pipeline.proving.report import ScenarioReport, format_summary
 log = logging.getLogger(__name__)
 
 #: Scenario names, in the order they run.
-SCENARIOS = ("load", "crash", "hostile", "faults", "disk", "web")
+SCENARIOS = ("load", "crash", "hostile", "faults", "disk", "web", "pacs")
 
 #: Markers around the results section of a profile in docs/STRESS.md (``--update-doc``).
 DOC_START = "<!-- stress-results:%s:start -->"
@@ -71,12 +71,13 @@ class StressResult(object):
 
 def _runner(name: str, disk_mode: str) -> Callable[..., ScenarioReport]:
     from vessel_seg.pipeline.proving import hostile as h
+    from vessel_seg.pipeline.proving import pacs as p
     from vessel_seg.pipeline.proving import scenarios as s
 
     table: Dict[str, Callable[..., ScenarioReport]] = {
         "load": s.scenario_load, "crash": s.scenario_crash, "faults": s.scenario_faults,
         "disk": lambda root, profile, seed: s.scenario_disk(root, profile, seed, disk_mode),
-        "hostile": h.scenario_hostile, "web": h.scenario_web,
+        "hostile": h.scenario_hostile, "web": h.scenario_web, "pacs": p.scenario_pacs,
     }
     return table[name]
 

@@ -42,13 +42,14 @@ class Profile(object):
     burst_threads: int = 16
     strict_soak: bool = False
     timeout_scale: float = 1.0
+    pacs_images: int = 30
 
 
 PROFILES = {
     "short": Profile("short", load_images=100, crash_images=60, crashes=3, fault_images=40, disk_images=10,
                      fuzz_requests=150),
     "long": Profile("long", load_images=2000, crash_images=500, crashes=25, fault_images=300, disk_images=40,
-                    fuzz_requests=2000, strict_soak=True, timeout_scale=4.0),
+                    fuzz_requests=2000, strict_soak=True, timeout_scale=4.0, pacs_images=300),
 }
 
 
@@ -341,7 +342,9 @@ def scenario_disk(root: Path, profile: Profile, seed: int, mode: str = "auto") -
     report.count("images_in", n)
     flag = Path(root) / "disk" / "enospc.flag"
     env = {ENOSPC_FLAG_ENV: str(flag)} if mode == "hook" else {}
-    scene = Scene(root, "disk", report, env=env)
+    # this scenario proves the pause-and-resume path of a full disk: retention (which would free space by
+    # pruning the oldest results first) is off here
+    scene = Scene(root, "disk", report, env=env, overrides={"retention": {"min_free_percent": 0}})
     mounted = False
     filler = scene.results / ".stress-filler"
     try:

@@ -21,7 +21,15 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from vessel_seg.vocabulary import CAPTURE_STATES, is_result_id, is_sha256, normalise_utc_iso, result_id, utc_iso
+from vessel_seg.vocabulary import (
+    CAPTURE_STATES,
+    IDENTITY_FIELDS,
+    is_result_id,
+    is_sha256,
+    normalise_utc_iso,
+    result_id,
+    utc_iso,
+)
 
 __all__ = ["Journal", "JournalError", "UnknownCaptureError", "COLUMNS", "SCHEMA_VERSION"]
 
@@ -33,11 +41,10 @@ COLUMNS = ("id", "sha256", "source", "path", "state", "reason", "attempts", "cre
 
 #: Identity fields of the ``identities`` table (one row per capture that has any; see
 #: ``pipeline.engine.identity``). Rows carry them as ``row["identity"]``, a dict of the non-empty ones.
-IDENTITY_COLUMNS = ("patient_id", "patient_name", "birth_date", "sex", "laterality", "acquired", "study_uid",
-                    "series_uid", "sop_uid", "accession", "manufacturer", "model")
+IDENTITY_COLUMNS = IDENTITY_FIELDS
 
 #: Version of the schema this module writes; older databases are migrated on open.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS captures (
@@ -74,8 +81,27 @@ _SCHEMA_V2 = (
     "CREATE INDEX IF NOT EXISTS captures_file ON captures(file_sha256)",
 )
 
+#: Version 3: the PACS export outbox (``pipeline/store/outbox.py``), one row per result and DICOM object.
+_SCHEMA_V3 = (
+    """CREATE TABLE IF NOT EXISTS exports (
+        result_id        TEXT NOT NULL,
+        object           TEXT NOT NULL,
+        study_uid        TEXT NOT NULL,
+        series_uid       TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL UNIQUE,
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'rejected')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt     TEXT NOT NULL,
+        reason           TEXT,
+        created          TEXT NOT NULL,
+        updated          TEXT NOT NULL,
+        PRIMARY KEY (result_id, object)
+    )""",
+    "CREATE INDEX IF NOT EXISTS exports_due ON exports(state, next_attempt)",
+)
+
 #: version -> statements that bring a database from version-1 to version.
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}  # type: Dict[int, Tuple[str, ...]]
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}  # type: Dict[int, Tuple[str, ...]]
 
 
 class JournalError(RuntimeError):

@@ -174,7 +174,8 @@ def test_the_dicom_header_gives_the_identity(tmp_path):
 def test_an_anonymised_header_gives_no_identity_but_the_instance(tmp_path):
     path = _write(tmp_path, dcm.build_dicom(_fundus(), sop_class=dcm.SECONDARY, identity={}))
     found = ident.from_dataset(pydicom.dcmread(str(path), stop_before_pixels=True))
-    assert set(found) == {"study_uid", "series_uid", "sop_uid"}
+    assert set(found) == {"study_uid", "series_uid", "sop_uid", "sop_class_uid"}
+    assert found["sop_class_uid"] == dcm.SECONDARY
 
 
 @pytest.mark.parametrize("pattern,name,expected", [

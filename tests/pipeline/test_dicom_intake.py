@@ -83,7 +83,8 @@ def test_a_dicom_file_without_extension_is_found_by_content_and_carries_its_iden
         "patient_id": "PAT-0042", "patient_name": "DOE, JANE", "birth_date": "1970-01-31", "sex": "F",
         "laterality": "R", "acquired": "2024-03-15T10:15:30", "study_uid": "1.2.826.0.1.3680043.10.1234.1.1",
         "series_uid": "1.2.826.0.1.3680043.10.1234.1.2", "sop_uid": "1.2.826.0.1.3680043.10.1234.1.3.1",
-        "accession": "ACC123", "manufacturer": "Carl Zeiss Meditec", "model": "VISUCAM 500"}
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.77.1.5.1", "accession": "ACC123",
+        "manufacturer": "Carl Zeiss Meditec", "model": "VISUCAM 500"}
     assert meta["input"]["format"] == "DICOM/JPEG Baseline"
     assert meta["original_size"] == [180, 160]
     assert d.journal.get(rid)["identity"]["patient_id"] == "PAT-0042"

@@ -29,14 +29,14 @@ def test_a_version_1_journal_upgrades_and_keeps_its_rows(tmp_path):
     path = tmp_path / "journal.sqlite3"
     old_id = _v1_journal(path)
     with Journal(path) as j:
-        assert j.schema_version() == 2 == journal_mod.SCHEMA_VERSION
+        assert j.schema_version() == 3 == journal_mod.SCHEMA_VERSION
         row = j.get(old_id)
         assert row["source"] == "old.png" and row["state"] == DONE and row["result_dir"] == "/r/x"
         assert row["identity"] == {} and row["frame"] is None and row["file_sha256"] is None
         rid, new = j.add(sha256_bytes(b"new"), "new.dcm", None, 5, identity={"patient_id": "P1"})
         assert new and j.get(rid)["identity"] == {"patient_id": "P1"}
     with Journal(path) as j:                 # opening again migrates nothing more
-        assert j.schema_version() == 2 and len(j.list()) == 2
+        assert j.schema_version() == 3 and len(j.list()) == 2
 
 
 def test_identity_is_stored_with_a_new_row_and_unknown_fields_are_dropped(tmp_path):

@@ -80,3 +80,13 @@ def test_the_disk_scenario_also_works_with_the_enospc_hook_where_mounts_are_not_
     rep = result.report("disk")
     assert rep.ok, "\n" + result.summary
     assert "injected ENOSPC" in rep.title and "pipeline_state=paused" in rep.facts["status while full"]
+
+
+def test_pacs_down_under_load_and_a_kill_9_every_result_arrives_in_orthanc_exactly_once(run):
+    rep = run.report("pacs")
+    if "skipped" in rep.facts:
+        pytest.skip(rep.facts["skipped"])
+    assert rep.ok, "\n" + run.summary
+    assert rep.counters["crashes"] == 1 and rep.counters["duplicated"] == 0
+    assert rep.counters["arrived"] == 2 * rep.counters["results_out"] == 48       # 24 unique contents
+    assert rep.facts["outbox"] == {"sent": 48}
