@@ -66,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
         warning = (getattr(device, "runtime_info", None) or {}).get("warning")
         if warning:
             log.warning("%s", warning)
-        stages = Stages(ModelInfo.from_bundle(bundle, runtime=runtime, precision=precision),
-                        StageSettings.from_config(cfg), out_dir, name_by="stem")
+        settings = StageSettings.from_config(cfg)
+        settings.full_size_images = "eager"           # no page to ask for them later: every file now
+        stages = Stages(ModelInfo.from_bundle(bundle, runtime=runtime, precision=precision), settings, out_dir,
+                        name_by="stem")
         runner = SequentialRunner(stages, device)
         for path in images:
             try:

@@ -94,6 +94,13 @@ def render_outputs(rgb: np.ndarray, prob_full: np.ndarray, fov_full: np.ndarray,
                     vessel_pixels=int(np.count_nonzero(mask)))
 
 
+def _shrink(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``image`` at ``size`` (W, H): halved by pyrDown while still twice as large, then area-averaged."""
+    while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
+        image = cv2.pyrDown(image)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def render_summary(rgb: np.ndarray, prob: np.ndarray, fov: np.ndarray, threshold: float, overlay_alpha: float,
                    thumb_size: int, pixel_scale: float = 1.0) -> Rendered:
     """thumb.jpg and the numbers from the image at its working resolution (the original-size images come
@@ -108,9 +115,9 @@ def render_summary(rgb: np.ndarray, prob: np.ndarray, fov: np.ndarray, threshold
     scale = min(1.0, float(thumb_size) / max(h, w))
     if scale < 1.0:
         size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-        small_rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        weight = cv2.resize(np.where(mask, np.clip(prob, 0.0, 1.0), np.float32(0.0)).astype(np.float32), size,
-                            interpolation=cv2.INTER_AREA)
+        weight = np.clip(prob, 0.0, 1.0)
+        weight[~mask] = 0.0
+        small_rgb, weight = _shrink(rgb, size), _shrink(weight, size)
         small = overlay_image(small_rgb, weight, np.ones(weight.shape, bool), overlay_alpha)
     else:
         small = overlay_image(rgb, prob, mask, overlay_alpha)

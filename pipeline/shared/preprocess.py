@@ -228,21 +228,30 @@ def _fill_outside(gray: np.ndarray, fov: np.ndarray, rim_px: int = 4, plan: Opti
 
     The source is the FOV eroded by ``rim_px`` (the FOV's edge is dark vignetting), and the extension is a
     normalised masked blur computed at quarter resolution (it is smooth by construction, so this is cheap).
-    ``plan`` (from the same FOV) carries the FOV-only part, shared by the colour planes.
+    ``plan`` (from the same FOV) carries the FOV-only part. ``gray`` may also be (H, W, C): each plane is
+    extended on its own, with the same arithmetic (one pass over all planes).
     """
     if plan is None:
         plan = _FillPlan(fov, rim_px)
     img = gray.astype(np.float32)
     h, w = plan.shape
-    small_num = cv2.resize(img * plan.src_f, plan.small, interpolation=cv2.INTER_AREA)
-    fill = np.zeros((plan.small[1], plan.small[0]), np.float32)
+    weight = plan.src_f if img.ndim == 2 else plan.src_f[:, :, None]
+    small_num = cv2.resize(img * weight, plan.small, interpolation=cv2.INTER_AREA)
+    fill = np.zeros(small_num.shape, np.float32)
     for sigma, ok, den in plan.steps:
         num = cv2.GaussianBlur(small_num, (0, 0), sigma)
-        fill[ok] = num[ok] / den
+        fill[ok] = num[ok] / (den if img.ndim == 2 else den[:, None])
     if plan.rest is not None:
-        fill[plan.rest] = float(img[plan.src].mean())
+        if img.ndim == 2:
+            fill[plan.rest] = float(img[plan.src].mean())
+        else:
+            for c in range(img.shape[2]):
+                fill[:, :, c][plan.rest] = float(img[:, :, c][plan.src].mean())
     fill_full = cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.where(plan.src, img, fill_full)
+    if fill_full.shape != img.shape:        # a one-plane (H, W, 1) image comes back from OpenCV as (H, W)
+        fill_full = fill_full.reshape(img.shape)
+    np.copyto(fill_full, img, where=plan.src if img.ndim == 2 else plan.src[:, :, None])
+    return fill_full
 
 
 def normalise_colour(plane: np.ndarray, fov_model: np.ndarray, params: PreprocessParams,
@@ -252,9 +261,19 @@ def normalise_colour(plane: np.ndarray, fov_model: np.ndarray, params: Preproces
         extended = _fill_outside(plane, fov_model, plan=plan)
     else:
         extended = plane.astype(np.float32)
-    g8 = np.clip(extended + 0.5, 0, 255).astype(np.uint8)
+    extended += np.float32(0.5)                  # round half up, in place: the array is ours
+    np.clip(extended, 0, 255, out=extended)
+    g8 = extended.astype(np.uint8)
     clahe = cv2.createCLAHE(clipLimit=params.clahe_clip, tileGridSize=(params.clahe_grid, params.clahe_grid))
     return clahe.apply(g8)
+
+
+def normalise_colour_planes(rgb: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    """``normalise_colour`` of each plane of a (size, size, 3) image, with the FOV-only part of the outside-FOV
+    fill computed once (the same numbers; plane by plane, which OpenCV does faster than three channels at
+    once). Returns uint8 (size, size, 3)."""
+    plan = _FillPlan(fov_model) if fov_model.any() else None
+    return cv2.merge([normalise_colour(p, fov_model, params, plan) for p in cv2.split(rgb)])
 
 
 def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Preprocessed:
@@ -274,10 +293,9 @@ def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Pr
     t1 = time.perf_counter()
     fov_model = map_mask(fov, g)
     if params.colour:
-        planes = cv2.split(crop_and_resize(rgb, g))
+        cropped = crop_and_resize(rgb, g)
         t2 = time.perf_counter()
-        plan = _FillPlan(fov_model) if fov_model.any() else None
-        model_rgb = cv2.merge([normalise_colour(p, fov_model, params, plan) for p in planes])
+        model_rgb = normalise_colour_planes(cropped, fov_model, params)
     else:
         # Only the green channel is used (best vessel contrast), so only it is cropped and resized.
         green_model = crop_and_resize(np.ascontiguousarray(rgb[:, :, 1]), g)
