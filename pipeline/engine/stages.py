@@ -276,6 +276,11 @@ class Stages(object):
                 rendered = render_outputs(full.rgb, prob_full, fov_full, threshold, alpha, self.settings.thumb_size)
                 del full, prob_full, fov_full
             out_dir = self.result_dir(job)
+            for name in deferred:           # made on request from an earlier run of this result: stale now
+                try:
+                    (out_dir / name).unlink()
+                except FileNotFoundError:
+                    pass
             files = dict(rendered.files)
             if job.pre.fov_small is not None:
                 files[FOV_PNG] = encode_fov_png(job.pre.fov_small)
