@@ -1,7 +1,8 @@
 """``vessel-seg segment --out DIR IMAGE...``: the same stages as the daemon, once, in the foreground.
 
-Each IMAGE gets DIR/<stem>/ with probability.bin, probability.png, mask.png, overlay.png, thumb.jpg and
-result.json. Input files are only read (never moved). Bad inputs are reported and skipped; the exit
+Each IMAGE gets DIR/<stem>/ with probability.bin, probability.png, mask.png, overlay.png, input.jpg, thumb.jpg,
+fov.png and result.json (every image at once: there is no page to ask for them later). Input files are only
+read (never moved). Bad inputs are reported and skipped; the exit
 status is 1 if any image failed, 2 for usage/configuration errors.
 """
 from __future__ import annotations
