@@ -189,7 +189,9 @@ def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int, min_side: i
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
             raise DecodeError(TRUNCATED, "decoding failed: %s" % exc)
         try:
-            transposed = ImageOps.exif_transpose(img)
+            # without an orientation to apply, exif_transpose would only copy the decoded image
+            upright = img.getexif().get(0x0112, 1) in (None, 1)
+            transposed = img if upright else ImageOps.exif_transpose(img)
         except Exception as exc:  # malformed EXIF must not lose the image
             log.warning("%s: ignoring unreadable EXIF orientation: %s", p.name, exc)
             transposed = img
