@@ -15,7 +15,8 @@ Per size (from the first mode's end-to-end runs): the median host time of each s
 host CPU per image (all threads), bytes stored per result, the latency from a frame's file being closed to its
 result.json (median and p95, frames dropped one at a time into an idle daemon), and the peak RSS while that
 size and mode ran (VmHWM, reset before each where the kernel allows; what earlier sizes left resident
-counts). Plus the CPU use of an idle daemon. Every rate is the median over ``--repeats``; ratios are computed from numbers measured in this same run.
+counts). Plus the CPU use of an idle daemon. Every rate is the median over ``--repeats``; ratios are computed
+from numbers measured in this same run.
 Targets (emulated NPU): end-to-end >= 0.95x execute-only at every size; host CPU per image <= 30 ms at
 565x584 and <= 60 ms at 3504x2336; median latency <= 0.5 s, peak RSS <= 300 MiB and <= 1.5 MB stored per
 result at 3504x2336; double-buffered (end-to-end) >= 1.4x sequential; idle CPU about 0.
