@@ -18,7 +18,7 @@ import numpy as np
 
 from vessel_seg.pipeline.engine.binfile import read_probability_bin
 from vessel_seg.pipeline.engine.decode import decode_image
-from vessel_seg.pipeline.engine.render import full_size_file
+from vessel_seg.pipeline.engine.render import full_size_file, input_preview_jpeg
 from vessel_seg.pipeline.shared.preprocess import Geometry, fov_from_small, restore_to_original
 from vessel_seg.pipeline.store.results import write_result_file
 from vessel_seg.vocabulary import DEFERRABLE_RESULT_FILES, FOV_PNG, PROBABILITY_BIN, sha256_file
@@ -88,7 +88,7 @@ class FullSizeFiles(object):
             if rgb is None:
                 return None
             if name == "input.jpg":
-                return full_size_file(name, np.zeros(rgb.shape[:2], np.float32), threshold, alpha, rgb)
+                return input_preview_jpeg(rgb)
         prob512 = read_probability_bin(result_dir / PROBABILITY_BIN).reshape(geometry.size, geometry.size)
         prob_full, _fov = full_probability(prob512, geometry, read_fov_png(result_dir / FOV_PNG))
         return full_size_file(name, prob_full, threshold, alpha, rgb)
