@@ -39,8 +39,15 @@ RESULT_FILES = {
     "overlay_png": "overlay.png",
     "thumb": "thumb.jpg",
 }
-#: Files a result may have (listed in result.json when present): the input preview of the result page.
-OPTIONAL_RESULT_FILES = {"input_jpg": "input.jpg"}
+#: The field of view as found, on a small copy (at most 256 px a side, 0/255): what the original-size
+#: images are cut with when they are produced on request.
+FOV_PNG = "fov.png"
+#: Files a result may have (listed in result.json when present): the input preview of the result page, and
+#: the small field-of-view mask.
+OPTIONAL_RESULT_FILES = {"input_jpg": "input.jpg", "fov_png": FOV_PNG}
+#: Original-size images a result may produce on first request (from probability.bin, fov.png, result.json
+#: and the input file) instead of when it is finished; result.json ``deferred`` lists the ones that are.
+DEFERRABLE_RESULT_FILES = ("probability.png", "mask.png", "overlay.png", "input.jpg")
 #: Every file name of a result folder that may be served (result.json included).
 SERVABLE_RESULT_FILES = tuple(RESULT_FILES.values()) + tuple(OPTIONAL_RESULT_FILES.values()) + (RESULT_JSON,)
 

@@ -144,7 +144,7 @@ def list_item(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
     item, rid = _record_view(record)
     _add_identity_view(item)
     item["api_url"] = url_for("api.result", result_id=rid)
-    has_thumb = item["state"] == "done" and store.file_path(rid, "thumb.jpg") is not None
+    has_thumb = item["state"] == "done" and store.has_file(rid, "thumb.jpg")
     item["thumb_url"] = file_url(rid, "thumb.jpg") if has_thumb else None
     return item
 
@@ -156,7 +156,7 @@ def result_detail(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
     files = []
     if detail["state"] == "done":
         for name in DOWNLOAD_ORDER:
-            if store.file_path(rid, name) is None:
+            if not store.has_file(rid, name):     # present, or produced when first asked for
                 continue
             kind = ALLOWED_FILES[name]
             files.append({"name": name, "label": kind.label, "url": file_url(rid, name),

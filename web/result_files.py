@@ -24,6 +24,7 @@ _KINDS = {
     "probability.png": FileKind("image/png", "Probability map (8-bit)", True),
     "mask.png": FileKind("image/png", "Binary mask", True),
     "thumb.jpg": FileKind("image/jpeg", "Thumbnail", True),
+    "fov.png": FileKind("image/png", "Field of view (small mask)", True),
     RESULT_JSON: FileKind("application/json", "Result metadata", True),
     PROBABILITY_BIN: FileKind("application/octet-stream", "Probability (float32 LE, 512x512 raw)", False),
 }  # type: Dict[str, FileKind]

@@ -148,6 +148,8 @@ SCHEMA: Dict[str, Any] = {
         "overlay_alpha": Field(["float"], 0.6, minimum=0.0, maximum=1.0),
         "thumb_size": Field(["int"], 256, minimum=16, maximum=1024),
         "retry_interval_s": Field(["float"], 5.0, minimum=0.0, exclusive_minimum=True),
+        "full_size_images": Field(["str"], "on_request", choices=["on_request", "eager"]),
+        "opencv_threads": Field(["int"], 1, minimum=0, maximum=64),
     },
     "device": {
         "runtime": Field(["str"], "auto", choices=["auto", "acl", "sim"]),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from vessel_seg import __version__
@@ -33,6 +34,7 @@ from vessel_seg.pipeline.appliance.reload import apply_reload
 from vessel_seg.pipeline.appliance.retention import Retention
 from vessel_seg.pipeline.appliance.sdnotify import SystemdNotifier, WatchdogPinger
 from vessel_seg.pipeline.appliance.uploads import UploadPublisher, check_upload
+from vessel_seg.pipeline.engine.fullsize import FullSizeFiles
 from vessel_seg.pipeline.engine.scheduler import PipelineState, Scheduler, SchedulerCallbacks
 from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
 from vessel_seg.pipeline.engine.telemetry import Metrics
@@ -43,6 +45,13 @@ from vessel_seg.pipeline.store.results import ResultStore
 from vessel_seg.vocabulary import result_id, sha256_bytes
 
 log = logging.getLogger(__name__)
+
+
+def set_opencv_threads(n: int) -> None:
+    """OpenCV's threads per call for this process (config ``pipeline.opencv_threads``; 0 = its default)."""
+    import cv2
+
+    cv2.setNumThreads(int(n) if n > 0 else -1)
 
 
 class DaemonError(RuntimeError):
@@ -84,6 +93,13 @@ class Daemon(object):
         self._pinger: Optional[WatchdogPinger] = None
         self._recovery_thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+
+    def _input_of(self, meta: Dict[str, Any]) -> Optional[Path]:
+        """Where a finished result's input file is now (capture folder or archive), for its original-size images."""
+        if self.journal is None or self.intake is None:
+            return None
+        row = self.journal.get(str(meta.get("id")))
+        return self.intake.find_input(dict(row)) if row is not None else None
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -132,10 +148,12 @@ class Daemon(object):
         warning = (self.device.runtime_info or {}).get("warning")
         if warning:
             log.warning("%s", warning)
+        set_opencv_threads(cfg["pipeline"].get("opencv_threads", 1))
         model = ModelInfo.from_bundle(self.bundle, runtime=self.runtime, precision=self.precision)
         self.stages = Stages(model, StageSettings.from_config(cfg), self.paths.results)
         self.intake = Intake(cfg, self.paths, self.journal, self.results, self.metrics, submit=self._submit,
                              forget=self._forget)
+        self.results.producer = FullSizeFiles(self._input_of, max_pixels=cfg["ingest"]["max_pixels"])
         self.scheduler = Scheduler(self.stages, self.device, callbacks=_Callbacks(self, self.intake),
                                    pre_workers=cfg["pipeline"]["pre_workers"],
                                    post_workers=cfg["pipeline"]["post_workers"],

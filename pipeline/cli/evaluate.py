@@ -56,7 +56,6 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
     from vessel_seg.device import load_bundle, open_session
     from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
     from vessel_seg.pipeline.shared.datasets import find_samples
-    from vessel_seg.pipeline.shared.preprocess import restore_to_original
     from vessel_seg.pipeline.shared.scoring import roc_auc, threshold_metrics
 
     samples = find_samples(dataset, split=split, observer=observer, images=images, labels=labels, fov=fov)
@@ -75,11 +74,11 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
             job = stages.prepare(WorkItem(id="eval", sha256="", source=smp.image.name, path=smp.image))
             sess.write_input(0, job.model_input)
             sess.execute(0)
-            prob512 = sess.read_output(0).reshape(job.pre.geometry.size, job.pre.geometry.size)
-            prob = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
+            job.prob512 = sess.read_output(0)
+            prob = job.full_probability()                     # at the original size, as probability.png
             label, fov_mask = smp.load_masks(prob.shape)     # the image itself was decoded by the pipeline
             if fov_mask is None:
-                fov_mask = job.pre.fov_original
+                fov_mask = job.full_fov()
             s, y = prob[fov_mask], label[fov_mask]
             all_s.append(s.astype(np.float32))
             all_y.append(y)

@@ -1,7 +1,8 @@
 """``vessel-seg segment --out DIR IMAGE...``: the same stages as the daemon, once, in the foreground.
 
-Each IMAGE gets DIR/<stem>/ with probability.bin, probability.png, mask.png, overlay.png, thumb.jpg and
-result.json. Input files are only read (never moved). Bad inputs are reported and skipped; the exit
+Each IMAGE gets DIR/<stem>/ with probability.bin, probability.png, mask.png, overlay.png, input.jpg, thumb.jpg,
+fov.png and result.json (every image at once: there is no page to ask for them later). Input files are only
+read (never moved). Bad inputs are reported and skipped; the exit
 status is 1 if any image failed, 2 for usage/configuration errors.
 """
 from __future__ import annotations
@@ -66,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
         warning = (getattr(device, "runtime_info", None) or {}).get("warning")
         if warning:
             log.warning("%s", warning)
-        stages = Stages(ModelInfo.from_bundle(bundle, runtime=runtime, precision=precision),
-                        StageSettings.from_config(cfg), out_dir, name_by="stem")
+        settings = StageSettings.from_config(cfg)
+        settings.full_size_images = "eager"           # no page to ask for them later: every file now
+        stages = Stages(ModelInfo.from_bundle(bundle, runtime=runtime, precision=precision), settings, out_dir,
+                        name_by="stem")
         runner = SequentialRunner(stages, device)
         for path in images:
             try:

@@ -15,7 +15,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -56,11 +56,18 @@ class DecodedImage:
     format: str                         # Pillow format name, e.g. "JPEG"
     mode: str                           # the file's original Pillow mode, e.g. "I;16"
     notes: List[str] = field(default_factory=list)  # conversions applied, for result.json
+    scale: int = 1                      # decoded at 1/scale of the file's size (JPEG DCT scaling)
+    original_size: Optional[Tuple[int, int]] = None   # (width, height) of the full image when scale > 1
 
     @property
     def size(self) -> Tuple[int, int]:
-        """(width, height)."""
+        """(width, height) of ``rgb``."""
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    @property
+    def full_size(self) -> Tuple[int, int]:
+        """(width, height) of the image at full resolution (EXIF orientation applied)."""
+        return self.original_size if self.original_size is not None else self.size
 
 
 def _to_rgb(img: "Image.Image", notes: List[str]) -> np.ndarray:
@@ -103,10 +110,39 @@ def _to_rgb(img: "Image.Image", notes: List[str]) -> np.ndarray:
 
 #: Pillow format names the appliance decodes (what fundus cameras write; the same set the upload page accepts).
 DECODABLE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "PPM", "WEBP")
+#: The reductions JPEG DCT scaling offers (libjpeg decodes at 1/1, 1/2, 1/4 and 1/8).
+DCT_SCALES = (8, 4, 2)
 
 
-def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int) -> DecodedImage:
-    """Validate and decode ``path``; raise ``DecodeError`` with a reason for anything unusable."""
+def dct_scale(width: int, height: int, min_side: int, max_scale: int = 8) -> int:
+    """The largest reduction in ``DCT_SCALES`` (at most ``max_scale``) keeping the shorter side >= ``min_side``;
+    1 when none does or ``min_side`` is 0."""
+    if min_side <= 0:
+        return 1
+    for s in DCT_SCALES:
+        if s <= max_scale and min(width, height) // s >= min_side:
+            return s
+    return 1
+
+
+def _draft(img: "Image.Image", scale: int) -> int:
+    """Ask the JPEG decoder for 1/scale of the size; returns the reduction it will actually apply."""
+    w, h = img.size
+    img.draft("RGB", (w // scale, h // scale))
+    nw, nh = img.size
+    for s in (1,) + tuple(reversed(DCT_SCALES)):
+        if (w + s - 1) // s == nw and (h + s - 1) // s == nh:
+            return s
+    raise DecodeError(TRUNCATED, "unexpected reduced JPEG size %dx%d of %dx%d" % (nw, nh, w, h))
+
+
+def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int, min_side: int = 0,
+                 max_scale: int = 8) -> DecodedImage:
+    """Validate and decode ``path``; raise ``DecodeError`` with a reason for anything unusable.
+
+    ``min_side`` > 0: decode a JPEG reduced (at most ``max_scale`` times) while its shorter side stays at
+    least ``min_side`` pixels (``DecodedImage.scale``, ``original_size``); other formats at full size.
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -143,6 +179,9 @@ def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int) -> DecodedI
             notes.append("multi-frame %s: used the first frame" % fmt)
         if ImageFile.LOAD_TRUNCATED_IMAGES:
             log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated files may decode partially")
+        scale = dct_scale(w, h, min_side, max_scale) if fmt == "JPEG" else 1
+        if scale > 1:
+            scale = _draft(img, scale)
         try:
             img.load()
         except Image.DecompressionBombError as exc:
@@ -150,13 +189,17 @@ def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int) -> DecodedI
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
             raise DecodeError(TRUNCATED, "decoding failed: %s" % exc)
         try:
-            transposed = ImageOps.exif_transpose(img)
+            # without an orientation to apply, exif_transpose would only copy the decoded image
+            upright = img.getexif().get(0x0112, 1) in (None, 1)
+            transposed = img if upright else ImageOps.exif_transpose(img)
         except Exception as exc:  # malformed EXIF must not lose the image
             log.warning("%s: ignoring unreadable EXIF orientation: %s", p.name, exc)
             transposed = img
         if transposed is None:  # Pillow < 9.4 with in_place semantics never returns None; be safe
             transposed = img
+        full = (w, h)
         if transposed.size != img.size:
+            full = (h, w)
             notes.append("rotated by EXIF orientation")
         elif transposed is not img:
             orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
@@ -171,4 +214,5 @@ def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int) -> DecodedI
     rgb = np.ascontiguousarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DecodeError(UNSUPPORTED_MODE, "unexpected decoded shape %s" % (rgb.shape,))
-    return DecodedImage(rgb=rgb, format=fmt, mode=mode, notes=notes)
+    return DecodedImage(rgb=rgb, format=fmt, mode=mode, notes=notes, scale=scale,
+                        original_size=full if scale > 1 else None)

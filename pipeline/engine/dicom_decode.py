@@ -288,8 +288,10 @@ def decode_dicom(path: os.PathLike, max_bytes: int, max_pixels: int, frame: int 
     return DecodedImage(rgb=rgb, format=fmt, mode=photometric, notes=notes)
 
 
-def decode_input(path: os.PathLike, max_bytes: int, max_pixels: int, frame: Optional[int] = None) -> DecodedImage:
-    """Decode a capture whatever it is: a DICOM file (by content, or because a frame is asked for) or a photo."""
+def decode_input(path: os.PathLike, max_bytes: int, max_pixels: int, frame: Optional[int] = None,
+                 min_side: int = 0, max_scale: int = 8) -> DecodedImage:
+    """Decode a capture whatever it is: a DICOM file (by content, or because a frame is asked for), always at
+    full size, or a photo (a JPEG reduced while its shorter side keeps ``min_side``: see ``decode_image``)."""
     if frame is not None or has_dicom_preamble(path):
         return decode_dicom(path, max_bytes, max_pixels, frame or 0)
-    return decode_image(path, max_bytes, max_pixels)
+    return decode_image(path, max_bytes, max_pixels, min_side=min_side, max_scale=max_scale)

@@ -18,19 +18,31 @@ import numpy as np
 
 from vessel_seg import __version__
 from vessel_seg.pipeline.engine.binfile import probability_to_bytes
-from vessel_seg.pipeline.engine.decode import DecodedImage
+from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
 from vessel_seg.pipeline.engine.dicom_decode import decode_input
-from vessel_seg.pipeline.engine.render import render_outputs
+from vessel_seg.pipeline.engine.fullsize import encode_fov_png, full_probability
+from vessel_seg.pipeline.engine.render import render_outputs, render_summary
 from vessel_seg.pipeline.shared.preprocess import (
+    Geometry,
     Preprocessed,
     PreprocessParams,
+    fov_from_small,
     preprocess,
     restore_to_original,
     rgb_to_nchw_float,
     rgb_to_nv12,
 )
 from vessel_seg.pipeline.store.results import begin_result, finish_result, write_result_file
-from vessel_seg.vocabulary import PROBABILITY_BIN, STAGE_NAMES, TOTAL, result_id, sha256_file, utc_iso
+from vessel_seg.vocabulary import (
+    DEFERRABLE_RESULT_FILES,
+    FOV_PNG,
+    PROBABILITY_BIN,
+    STAGE_NAMES,
+    TOTAL,
+    result_id,
+    sha256_file,
+    utc_iso,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +83,30 @@ class Job:
     prob512: Optional[np.ndarray] = None
     result_path: Optional[Path] = None
 
+    @property
+    def full_geometry(self) -> Geometry:
+        """The preprocessing geometry on the full-size image (the decode may have been reduced)."""
+        assert self.decoded is not None and self.pre is not None
+        if self.decoded.scale == 1:
+            return self.pre.geometry
+        w, h = self.decoded.full_size
+        return self.pre.geometry.scaled(self.decoded.scale, w, h)
+
+    def full_fov(self) -> np.ndarray:
+        """The field of view at the full size (computed when the decode was reduced)."""
+        assert self.decoded is not None and self.pre is not None
+        if self.decoded.scale == 1 or self.pre.fov_small is None:
+            return self.pre.fov_original
+        w, h = self.decoded.full_size
+        return fov_from_small(self.pre.fov_small, w, h)
+
+    def full_probability(self) -> np.ndarray:
+        """The probability at the full size, 0 outside the FOV (what probability.png shows)."""
+        assert self.prob512 is not None and self.pre is not None
+        g = self.full_geometry
+        prob512 = np.asarray(self.prob512, dtype=np.float32).reshape(g.size, g.size)
+        return restore_to_original(prob512, g, self.full_fov())
+
 
 @dataclass
 class ModelInfo:
@@ -103,13 +139,18 @@ class StageSettings:
     threshold: Optional[float] = None           # None = the model's threshold
     overlay_alpha: float = 0.6
     thumb_size: int = 256
+    #: "eager": original-size PNGs and input.jpg written with the result; "on_request": produced when asked
+    full_size_images: str = "eager"
+    #: decode JPEGs reduced (DCT scaling) while the field of view keeps the model's size across
+    reduced_decode: bool = True
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "StageSettings":
         """From a validated ``Config``."""
         return cls(max_bytes=config["ingest"]["max_bytes"], max_pixels=config["ingest"]["max_pixels"],
                    threshold=config["model"]["threshold"], overlay_alpha=config["pipeline"]["overlay_alpha"],
-                   thumb_size=config["pipeline"]["thumb_size"])
+                   thumb_size=config["pipeline"]["thumb_size"],
+                   full_size_images=config["pipeline"].get("full_size_images", "on_request"))
 
 
 class _Timer(object):
@@ -143,17 +184,33 @@ class Stages(object):
         return self.model.threshold if t is None else float(t)
 
     # -- host pre-processing
-    def decode(self, job: Job) -> None:
-        """Decode/validate (raises ``DecodeError``: permanent, quarantine)."""
+    def decode(self, job: Job, max_scale: int = 8) -> None:
+        """Decode/validate (raises ``DecodeError``: permanent, quarantine); a JPEG reduced while its shorter
+        side keeps the model's size (at most ``max_scale`` times)."""
+        min_side = self.model.params.size if self.settings.reduced_decode else 0
         with _Timer(job, "decode"):
             job.decoded = decode_input(job.item.path, self.settings.max_bytes, self.settings.max_pixels,
-                                       job.item.frame)
+                                       job.item.frame, min_side=min_side, max_scale=max_scale)
 
     def preprocess(self, job: Job) -> None:
-        """FOV detection, square crop + resize to the model size, colour normalisation (lead's module)."""
+        """FOV detection, square crop + resize to the model size, colour normalisation (lead's module).
+
+        When a reduced decode leaves the FOV's box smaller than the model input (a small FOV in a large
+        frame), the image is decoded again, finer, so the model never sees an upscaled retina.
+        """
         assert job.decoded is not None
         t0 = time.perf_counter()
         job.pre = preprocess(job.decoded.rgb, self.model.params)
+        while job.decoded.scale > 1 and job.pre.geometry.side < self.model.params.size:
+            finer = job.decoded.scale // 2
+            while finer > 1 and job.pre.geometry.side * job.decoded.scale < self.model.params.size * finer:
+                finer //= 2
+            decode_ms = job.timings_ms.get("decode", 0.0)
+            t_decode = time.perf_counter()
+            self.decode(job, max_scale=finer)
+            job.timings_ms["decode"] = decode_ms + job.timings_ms["decode"]
+            t0 += time.perf_counter() - t_decode
+            job.pre = preprocess(job.decoded.rgb, self.model.params)
         total = (time.perf_counter() - t0) * 1000.0
         resize_ms = float(job.pre.timings_ms.get("resize", 0.0))
         job.timings_ms["preprocess"] = max(0.0, total - resize_ms)
@@ -196,24 +253,53 @@ class Stages(object):
             write_result_file(out_dir, PROBABILITY_BIN, probability_to_bytes(job.prob512))
 
     def render(self, job: Job) -> Path:
-        """Restore to the original size, render the images, write them and result.json (last)."""
+        """Render and write the images, then result.json (last).
+
+        ``full_size_images: on_request``: only thumb.jpg (and the numbers) from the image at its working
+        resolution, plus fov.png; the original-size images are produced when first asked for
+        (``engine.fullsize``). ``eager``: every image at the original size now, as ever.
+        """
         assert job.prob512 is not None and job.pre is not None and job.decoded is not None
         threshold = self.threshold
+        alpha = self.settings.overlay_alpha
+        deferred: Tuple[str, ...] = ()
         with _Timer(job, "render"):
             prob512 = np.asarray(job.prob512, dtype=np.float32).reshape(job.pre.geometry.size, job.pre.geometry.size)
-            prob_full = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
-            rendered = render_outputs(job.decoded.rgb, prob_full, job.pre.fov_original, threshold,
-                                      self.settings.overlay_alpha, self.settings.thumb_size)
+            if self.settings.full_size_images == "on_request":
+                prob_work = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
+                (w, h), (ws, hs) = job.decoded.full_size, job.decoded.size
+                rendered = render_summary(job.decoded.rgb, prob_work, job.pre.fov_original, threshold, alpha,
+                                          self.settings.thumb_size, pixel_scale=float(w * h) / float(ws * hs))
+                deferred = DEFERRABLE_RESULT_FILES
+            elif job.decoded.scale == 1:
+                prob_full = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
+                rendered = render_outputs(job.decoded.rgb, prob_full, job.pre.fov_original, threshold, alpha,
+                                          self.settings.thumb_size)
+            else:
+                full = decode_image(job.item.path, self.settings.max_bytes, self.settings.max_pixels)
+                prob_full, fov_full = full_probability(prob512, job.full_geometry, job.pre.fov_small)
+                rendered = render_outputs(full.rgb, prob_full, fov_full, threshold, alpha, self.settings.thumb_size)
+                del full, prob_full, fov_full
             out_dir = self.result_dir(job)
-            for name in sorted(rendered.files):
-                write_result_file(out_dir, name, rendered.files[name])
+            for name in deferred:           # made on request from an earlier run of this result: stale now
+                try:
+                    (out_dir / name).unlink()
+                except FileNotFoundError:
+                    pass
+            files = dict(rendered.files)
+            if job.pre.fov_small is not None:
+                files[FOV_PNG] = encode_fov_png(job.pre.fov_small)
+            for name in sorted(files):
+                write_result_file(out_dir, name, files[name])
             meta = self.result_meta(job, rendered.vessel_density_fov, rendered.fov_fraction, threshold)
             meta["vessel_pixels"] = rendered.vessel_pixels
+            meta["overlay_alpha"] = float(alpha)
+            meta["measured_at"] = list(job.decoded.size if deferred else job.decoded.full_size)
         # the render time is final only now; result.json carries it
         job.timings_ms[TOTAL] = (time.perf_counter() - job.started) * 1000.0
         meta["timings_ms"]["render"] = round(job.timings_ms["render"], 3)
         meta["timings_ms"][TOTAL] = round(job.timings_ms[TOTAL], 3)
-        job.result_path = finish_result(out_dir, meta)
+        job.result_path = finish_result(out_dir, meta, deferred)
         return job.result_path
 
     def finish(self, job: Job) -> Path:
@@ -224,7 +310,7 @@ class Stages(object):
     def result_meta(self, job: Job, density: float, fov_fraction: float, threshold: float) -> Dict[str, Any]:
         """The result.json content (ARCHITECTURE.md), files added by ``finish_result``."""
         assert job.decoded is not None and job.pre is not None
-        w, h = job.decoded.size
+        w, h = job.decoded.full_size
         size = job.pre.geometry.size
         timings = {k: round(float(job.timings_ms.get(k, 0.0)), 3) for k in STAGE_NAMES}
         timings[TOTAL] = round(float(job.timings_ms.get(TOTAL, 0.0)), 3)
@@ -243,8 +329,8 @@ class Stages(object):
             "fov_fraction": round(float(fov_fraction), 6),
             "timings_ms": timings,
             "input": {"format": job.decoded.format, "mode": job.decoded.mode, "notes": list(job.decoded.notes),
-                      "bytes": job.item.size},
-            "geometry": job.pre.geometry.to_dict(),
+                      "bytes": job.item.size, "decode_scale": job.decoded.scale},
+            "geometry": job.full_geometry.to_dict(),
             "pipeline_version": __version__,
             **_identity_meta(job.item),
         }

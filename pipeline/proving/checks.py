@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
 from vessel_seg.pipeline.store.atomic import is_temp_name
+from vessel_seg.pipeline.store.results import deferred_names, read_result_json
 from vessel_seg.vocabulary import (
     OPTIONAL_RESULT_FILES,
     PROBABILITY_BIN,
@@ -39,7 +40,8 @@ def content_id(data: bytes) -> str:
 def verify_result_dir(folder: Path, expect_sha256: Optional[str] = None) -> List[str]:
     """Problems with one result folder (empty list = complete and sound).
 
-    Complete means: exactly the six files (no temp or stray files), probability.bin exactly 1048576 bytes,
+    Complete means: exactly the six files (no temp or stray files; those result.json lists as ``deferred`` may
+    still be absent), probability.bin exactly 1048576 bytes,
     every PNG/JPEG fully decodable, result.json parseable with the right id, and its sha256 equal to the
     input's (``expect_sha256``) when given.
     """
@@ -51,7 +53,8 @@ def verify_result_dir(folder: Path, expect_sha256: Optional[str] = None) -> List
     except OSError as exc:
         return ["cannot list %s: %s" % (folder.name, exc)]
     allowed = set(RESULT_NAMES) | set(OPTIONAL_RESULT_FILES.values())
-    missing = [n for n in RESULT_NAMES if n not in names]
+    later = set(deferred_names(read_result_json(folder) or {}))     # made on first request, may be absent
+    missing = [n for n in RESULT_NAMES if n not in names and n not in later]
     extra = [n for n in names if n not in allowed]
     if missing:
         problems.append("missing %s" % ", ".join(missing))

@@ -104,7 +104,7 @@ def multipart(fields: Sequence[Tuple[str, str, bytes, str]], boundary: str = "st
 
 # ------------------------------------------------------------------------------------------------ allow-list
 _ID = r"[0-9a-f]{16}"
-_FILES = r"(input\.jpg|overlay\.png|probability\.png|mask\.png|thumb\.jpg|result\.json|probability\.bin)"
+_FILES = r"(input\.jpg|overlay\.png|probability\.png|mask\.png|thumb\.jpg|fov\.png|result\.json|probability\.bin)"
 
 
 def servable(path: str, static_names: Sequence[str]) -> bool:

@@ -75,6 +75,15 @@ class Geometry:
         return {"width": self.width, "height": self.height, "x0": self.x0, "y0": self.y0,
                 "side": self.side, "size": self.size}
 
+    def scaled(self, factor: int, width: int, height: int) -> "Geometry":
+        """This geometry of an image reduced ``factor`` times, on the full (``width`` x ``height``) image.
+
+        Pixel i of the reduced image covers full-size pixels [i*factor, (i+1)*factor) (JPEG DCT scaling).
+        """
+        k = int(factor)
+        return Geometry(width=int(width), height=int(height), x0=self.x0 * k, y0=self.y0 * k, side=self.side * k,
+                        size=self.size)
+
 
 @dataclass
 class Preprocessed:
@@ -82,16 +91,16 @@ class Preprocessed:
 
     model_rgb: np.ndarray          # (size, size, 3) uint8: gray replicated in R, G, B (or colour, if set)
     fov: np.ndarray                # (size, size) bool, FOV at model scale
-    fov_original: np.ndarray       # (H, W) bool, FOV at the original size
+    fov_original: np.ndarray       # (H, W) bool, FOV at the size of the image given to ``preprocess``
     geometry: Geometry
     timings_ms: Dict[str, float] = field(default_factory=dict)
+    #: the FOV as found (at most 256 px on a side, uint8 0/1); ``fov_from_small`` gives it at any size
+    fov_small: Optional[np.ndarray] = None
 
 
-def detect_fov(rgb: np.ndarray) -> np.ndarray:
-    """Return the field of view as a bool mask: the largest bright, hole-free component.
-
-    Falls back to the whole image when no dark surround is found (an already cropped photograph).
-    """
+def detect_fov_small(rgb: np.ndarray) -> np.ndarray:
+    """The field of view on a small copy (longest side at most 256 px): uint8 0/1, the largest bright,
+    hole-free component; all ones when no dark surround is found (an already cropped photograph)."""
     h, w = rgb.shape[:2]
     r, g, b = cv2.split(rgb)
     bright = cv2.max(cv2.max(r, g), b)
@@ -108,7 +117,7 @@ def detect_fov(rgb: np.ndarray) -> np.ndarray:
     mask = (small > thresh).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
-        return np.ones((h, w), dtype=bool)
+        return np.ones(small.shape[:2], dtype=np.uint8)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     comp = (labels == largest).astype(np.uint8)
     # Fill holes (dark lesions, the macula in a dark image): flood the background from the border.
@@ -117,14 +126,31 @@ def detect_fov(rgb: np.ndarray) -> np.ndarray:
     cv2.floodFill(flood, None, (0, 0), 1)
     holes = (flood == 0)[1:-1, 1:-1]
     comp = comp.astype(bool) | holes
-    comp = cv2.morphologyEx(comp.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
-    if comp.shape != (h, w):
-        comp = cv2.resize(comp.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR) > 0
+    return cv2.morphologyEx(comp.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+
+
+def fov_from_small(small: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The FOV of ``detect_fov_small`` at (``width``, ``height``): bool, bilinear upscale > 0; the whole image
+    when that covers less than 5 % of it (no plausible FOV)."""
+    comp = np.asarray(small) > 0
+    if comp.all():
+        return np.ones((height, width), dtype=bool)
+    if comp.shape != (height, width):
+        comp = cv2.resize(comp.astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR) > 0
     if comp.mean() < 0.05:
         log.warning("no plausible field of view found (%.1f%% of the image); using the whole image",
                     100.0 * comp.mean())
-        return np.ones((h, w), dtype=bool)
+        return np.ones((height, width), dtype=bool)
     return comp
+
+
+def detect_fov(rgb: np.ndarray) -> np.ndarray:
+    """Return the field of view as a bool mask: the largest bright, hole-free component.
+
+    Falls back to the whole image when no dark surround is found (an already cropped photograph).
+    """
+    h, w = rgb.shape[:2]
+    return fov_from_small(detect_fov_small(rgb), w, h)
 
 
 def square_crop_geometry(fov: np.ndarray, size: int, margin: float) -> Geometry:
@@ -172,43 +198,82 @@ def map_mask(mask: np.ndarray, g: Geometry) -> np.ndarray:
     return crop_and_resize(m, g) >= 0.5
 
 
-def _fill_outside(gray: np.ndarray, fov: np.ndarray, rim_px: int = 4) -> np.ndarray:
+class _FillPlan(object):
+    """What ``_fill_outside`` computes from the FOV alone: done once, used for every colour plane."""
+
+    SIGMAS = (1.0, 3.0, 9.0, 25.0)
+
+    def __init__(self, fov: np.ndarray, rim_px: int = 4) -> None:
+        src = cv2.erode(fov.astype(np.uint8), np.ones((2 * rim_px + 1, 2 * rim_px + 1), np.uint8)).astype(bool)
+        if not src.any():
+            src = fov
+        self.src = src
+        self.src_f = src.astype(np.float32)
+        h, w = src.shape
+        self.shape = (h, w)
+        self.small = (max(1, w // 4), max(1, h // 4))
+        small_den = cv2.resize(self.src_f, self.small, interpolation=cv2.INTER_AREA)
+        done = np.zeros((self.small[1], self.small[0]), bool)
+        self.steps = []
+        for sigma in self.SIGMAS:
+            den = cv2.GaussianBlur(small_den, (0, 0), sigma)
+            ok = (den > 1e-3) & ~done
+            self.steps.append((sigma, ok, den[ok]))
+            done |= ok
+        self.rest = ~done if not done.all() else None
+
+
+def _fill_outside(gray: np.ndarray, fov: np.ndarray, rim_px: int = 4, plan: Optional[_FillPlan] = None) -> np.ndarray:
     """Replace pixels outside the FOV by a smooth extension of the retina.
 
     The source is the FOV eroded by ``rim_px`` (the FOV's edge is dark vignetting), and the extension is a
     normalised masked blur computed at quarter resolution (it is smooth by construction, so this is cheap).
+    ``plan`` (from the same FOV) carries the FOV-only part. ``gray`` may also be (H, W, C): each plane is
+    extended on its own, with the same arithmetic (one pass over all planes).
     """
+    if plan is None:
+        plan = _FillPlan(fov, rim_px)
     img = gray.astype(np.float32)
-    src = cv2.erode(fov.astype(np.uint8), np.ones((2 * rim_px + 1, 2 * rim_px + 1), np.uint8)).astype(bool)
-    if not src.any():
-        src = fov
-    h, w = img.shape
-    sh, sw = max(1, h // 4), max(1, w // 4)
-    small_num = cv2.resize(img * src, (sw, sh), interpolation=cv2.INTER_AREA)
-    small_den = cv2.resize(src.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
-    fill = np.zeros((sh, sw), np.float32)
-    done = np.zeros((sh, sw), bool)
-    for sigma in (1.0, 3.0, 9.0, 25.0):
+    h, w = plan.shape
+    weight = plan.src_f if img.ndim == 2 else plan.src_f[:, :, None]
+    small_num = cv2.resize(img * weight, plan.small, interpolation=cv2.INTER_AREA)
+    fill = np.zeros(small_num.shape, np.float32)
+    for sigma, ok, den in plan.steps:
         num = cv2.GaussianBlur(small_num, (0, 0), sigma)
-        den = cv2.GaussianBlur(small_den, (0, 0), sigma)
-        ok = (den > 1e-3) & ~done
-        fill[ok] = num[ok] / den[ok]
-        done |= ok
-    if not done.all():
-        fill[~done] = float(img[src].mean())
+        fill[ok] = num[ok] / (den if img.ndim == 2 else den[:, None])
+    if plan.rest is not None:
+        if img.ndim == 2:
+            fill[plan.rest] = float(img[plan.src].mean())
+        else:
+            for c in range(img.shape[2]):
+                fill[:, :, c][plan.rest] = float(img[:, :, c][plan.src].mean())
     fill_full = cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.where(src, img, fill_full)
+    if fill_full.shape != img.shape:        # a one-plane (H, W, 1) image comes back from OpenCV as (H, W)
+        fill_full = fill_full.reshape(img.shape)
+    np.copyto(fill_full, img, where=plan.src if img.ndim == 2 else plan.src[:, :, None])
+    return fill_full
 
 
-def normalise_colour(plane: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
+def normalise_colour(plane: np.ndarray, fov_model: np.ndarray, params: PreprocessParams,
+                     plan: Optional[_FillPlan] = None) -> np.ndarray:
     """Outside-FOV extension of a (model-sized) colour plane, then CLAHE. Returns uint8 (size, size)."""
     if fov_model.any():
-        extended = _fill_outside(plane, fov_model)
+        extended = _fill_outside(plane, fov_model, plan=plan)
     else:
         extended = plane.astype(np.float32)
-    g8 = np.clip(extended + 0.5, 0, 255).astype(np.uint8)
+    extended += np.float32(0.5)                  # round half up, in place: the array is ours
+    np.clip(extended, 0, 255, out=extended)
+    g8 = extended.astype(np.uint8)
     clahe = cv2.createCLAHE(clipLimit=params.clahe_clip, tileGridSize=(params.clahe_grid, params.clahe_grid))
     return clahe.apply(g8)
+
+
+def normalise_colour_planes(rgb: np.ndarray, fov_model: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    """``normalise_colour`` of each plane of a (size, size, 3) image, with the FOV-only part of the outside-FOV
+    fill computed once (the same numbers; plane by plane, which OpenCV does faster than three channels at
+    once). Returns uint8 (size, size, 3)."""
+    plan = _FillPlan(fov_model) if fov_model.any() else None
+    return cv2.merge([normalise_colour(p, fov_model, params, plan) for p in cv2.split(rgb)])
 
 
 def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Preprocessed:
@@ -219,14 +284,18 @@ def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Pr
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError("preprocess expects an RGB uint8 HxWx3 array, got %s %s" % (rgb.dtype, rgb.shape))
     t0 = time.perf_counter()
-    fov = detect_fov(rgb)
+    h, w = rgb.shape[:2]
+    fov_small = detect_fov_small(rgb)
+    fov = fov_from_small(fov_small, w, h)
+    if fov.all():
+        fov_small = np.ones_like(fov_small)     # whole image (none found, or an implausible one)
     g = square_crop_geometry(fov, params.size, params.fov_margin)
     t1 = time.perf_counter()
     fov_model = map_mask(fov, g)
     if params.colour:
-        planes = cv2.split(crop_and_resize(rgb, g))
+        cropped = crop_and_resize(rgb, g)
         t2 = time.perf_counter()
-        model_rgb = cv2.merge([normalise_colour(p, fov_model, params) for p in planes])
+        model_rgb = normalise_colour_planes(cropped, fov_model, params)
     else:
         # Only the green channel is used (best vessel contrast), so only it is cropped and resized.
         green_model = crop_and_resize(np.ascontiguousarray(rgb[:, :, 1]), g)
@@ -236,7 +305,7 @@ def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Pr
     t3 = time.perf_counter()
     return Preprocessed(model_rgb=model_rgb, fov=fov_model, fov_original=fov, geometry=g,
                         timings_ms={"fov": (t1 - t0) * 1e3, "resize": (t2 - t1) * 1e3,
-                                    "colour": (t3 - t2) * 1e3})
+                                    "colour": (t3 - t2) * 1e3}, fov_small=fov_small)
 
 
 def rgb_to_nv12(rgb: np.ndarray) -> np.ndarray:
@@ -251,18 +320,28 @@ def rgb_to_nv12(rgb: np.ndarray) -> np.ndarray:
         out[:h] = g8
         out[h:] = 128
         return out
-    f = rgb.astype(np.float32)
-    r, g, b = f[:, :, 0], f[:, :, 1], f[:, :, 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    u = -0.168736 * r - 0.331264 * g + 0.5 * b + 128.0
-    v = 0.5 * r - 0.418688 * g - 0.081312 * b + 128.0
-    # 2x2 block averages for chroma.
-    u2 = u.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    v2 = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    out[:h] = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    r, g, b = r8.astype(np.float32), g8.astype(np.float32), b8.astype(np.float32)
+
+    def combine(cr: float, cg: float, cb: float, offset: float) -> np.ndarray:
+        out_plane = r * np.float32(cr)
+        out_plane += g * np.float32(cg)
+        out_plane += b * np.float32(cb)
+        if offset:
+            out_plane += np.float32(offset)
+        return out_plane
+
+    def block_mean(plane: np.ndarray) -> np.ndarray:
+        # 2x2 block averages, summed pairwise as numpy's mean over the two block axes does
+        top = plane[0::2, 0::2] + plane[0::2, 1::2]
+        top += plane[1::2, 0::2] + plane[1::2, 1::2]
+        top /= np.float32(4.0)
+        return top
+
+    y = combine(0.299, 0.587, 0.114, 0.0)
     uv = np.empty((h // 2, w), dtype=np.float32)
-    uv[:, 0::2] = u2
-    uv[:, 1::2] = v2
+    uv[:, 0::2] = block_mean(combine(-0.168736, -0.331264, 0.5, 128.0))
+    uv[:, 1::2] = block_mean(combine(0.5, -0.418688, -0.081312, 128.0))
+    out[:h] = np.clip(np.rint(y), 0, 255).astype(np.uint8)
     out[h:] = np.clip(np.rint(uv), 0, 255).astype(np.uint8)
     return out
 

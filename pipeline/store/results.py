@@ -9,11 +9,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from vessel_seg.pipeline.store.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, is_temp_name
 from vessel_seg.vocabulary import (
     CAPTURE_STATES,
+    DEFERRABLE_RESULT_FILES,
     DONE,
     OPTIONAL_RESULT_FILES,
     PROBABILITY_BIN,
@@ -49,12 +50,23 @@ def write_result_file(result_dir: Path, name: str, data: bytes) -> Path:
     return atomic_write_bytes(result_dir / name, data, sync_dir=False)
 
 
-def finish_result(result_dir: Path, meta: Dict[str, Any]) -> Path:
-    """Write result.json last (atomically): from now on the result is complete."""
+def finish_result(result_dir: Path, meta: Dict[str, Any], deferred: Iterable[str] = ()) -> Path:
+    """Write result.json last (atomically): from now on the result is complete.
+
+    ``deferred``: original-size images (``DEFERRABLE_RESULT_FILES``) not written now but produced on first
+    request; they are listed in ``files`` like the others and in ``deferred``.
+    """
+    later = sorted(set(deferred))
+    bad = [n for n in later if n not in DEFERRABLE_RESULT_FILES]
+    if bad:
+        raise ValueError("cannot defer %s" % ", ".join(bad))
     meta = dict(meta)
     meta["files"] = dict(RESULT_FILES)
-    meta["files"].update({k: n for k, n in OPTIONAL_RESULT_FILES.items() if (result_dir / n).is_file()})
-    missing = [n for n in RESULT_FILES.values() if not (result_dir / n).is_file()]
+    meta["files"].update({k: n for k, n in OPTIONAL_RESULT_FILES.items()
+                          if n in later or (result_dir / n).is_file()})
+    if later:
+        meta["deferred"] = later
+    missing = [n for n in RESULT_FILES.values() if n not in later and not (result_dir / n).is_file()]
     if missing:
         raise RuntimeError("cannot finish %s: missing %s" % (result_dir, ", ".join(missing)))
     fsync_dir(result_dir)          # the renames of every file are durable before result.json exists
@@ -82,8 +94,17 @@ def read_result_json(result_dir: Path) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+def deferred_names(meta: Dict[str, Any]) -> List[str]:
+    """The files result.json says are produced on first request (only deferrable names count)."""
+    names = meta.get("deferred") or []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if n in DEFERRABLE_RESULT_FILES]
+
+
 def is_complete(result_dir: Path) -> bool:
-    """True when result.json exists, parses, and every file it lists is present (probability.bin full size)."""
+    """True when result.json exists, parses, and every file it lists is present (probability.bin full size),
+    except those it lists as produced on first request (``deferred``)."""
     from vessel_seg.pipeline.engine.binfile import PROB_NBYTES
 
     meta = read_result_json(result_dir)
@@ -93,8 +114,11 @@ def is_complete(result_dir: Path) -> bool:
     if not isinstance(names, dict) or not set(RESULT_FILES.values()) <= set(names.values()) <= set(
             RESULT_FILES.values()) | set(OPTIONAL_RESULT_FILES.values()):
         return False
+    later = set(deferred_names(meta))
     try:
         for name in names.values():
+            if name in later and not (result_dir / name).exists():
+                continue
             st = os.stat(str(result_dir / name))
             if name == PROBABILITY_BIN and st.st_size != PROB_NBYTES:
                 return False
@@ -133,14 +157,18 @@ def _row_dict(row: Any) -> Dict[str, Any]:
 class ResultStore(object):
     """Read (and write) access to DATA_DIR/results and DATA_DIR/quarantine.
 
-    With a journal, listings include queued, processing and failed items as well as finished ones.
+    With a journal, listings include queued, processing and failed items as well as finished ones. With a
+    ``producer`` (``producer(result_dir, name, meta) -> Path or None``), files a result lists as ``deferred``
+    are produced on first request and kept; without one they are not available.
     """
 
-    def __init__(self, data_dir: os.PathLike, journal: Any = None) -> None:
+    def __init__(self, data_dir: os.PathLike, journal: Any = None,
+                 producer: Optional[Callable[[Path, str, Dict[str, Any]], Optional[Path]]] = None) -> None:
         self.data_dir = Path(data_dir)
         self.results_dir = self.data_dir / "results"
         self.quarantine_dir = self.data_dir / "quarantine"
         self.journal = journal
+        self.producer = producer
 
     # -- paths
     def result_dir(self, result_id: str) -> Path:
@@ -154,11 +182,41 @@ class ResultStore(object):
         return is_result_id(result_id) and is_complete(self.results_dir / result_id)
 
     def file_path(self, result_id: str, name: str) -> Optional[Path]:
-        """Path of a known result file (allow-listed name, validated id) if it exists, else None."""
+        """Path of a known result file (allow-listed name, validated id) if it exists, else None.
+
+        A deferred file of a complete result is produced now (by the producer) and kept for later requests.
+        """
         if not is_result_id(result_id) or name not in SERVABLE_RESULT_FILES:
             return None
         path = self.results_dir / result_id / name
-        return path if path.is_file() else None
+        if path.is_file():
+            return path
+        meta = self._deferred_meta(result_id, name)
+        if meta is None or self.producer is None:
+            return None
+        try:
+            return self.producer(self.results_dir / result_id, name, meta)
+        except Exception:
+            log.exception("cannot produce %s of result %s", name, result_id)
+            return None
+
+    def has_file(self, result_id: str, name: str) -> bool:
+        """Whether ``file_path`` would give the file: it exists, or it is deferred and can be produced."""
+        if not is_result_id(result_id) or name not in SERVABLE_RESULT_FILES:
+            return False
+        if (self.results_dir / result_id / name).is_file():
+            return True
+        return self.producer is not None and self._deferred_meta(result_id, name) is not None
+
+    def _deferred_meta(self, result_id: str, name: str) -> Optional[Dict[str, Any]]:
+        """result.json of a complete result that lists ``name`` as deferred, else None."""
+        if name not in DEFERRABLE_RESULT_FILES:
+            return None
+        folder = self.results_dir / result_id
+        meta = read_result_json(folder)
+        if meta is None or name not in deferred_names(meta) or not is_complete(folder):
+            return None
+        return meta
 
     # -- reading
     def get(self, result_id: str) -> Optional[Dict[str, Any]]:

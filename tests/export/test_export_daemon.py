@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pacs_helpers import export_config
@@ -116,6 +117,9 @@ def test_retention_prunes_a_result_only_after_its_export_was_sent_and_the_page_s
     cfg["retention"]["max_age_days"] = 1e-6                  # everything is "old" at once
     d = daemons(cfg)
     d.exporter.backoff_min_s, d.exporter.backoff_max_s = 0.1, 0.3
+    # Journal times have second resolution: retention's clock runs 5 s ahead, so a result is "old" even when
+    # its export is sent within the second it was made (else the age test waits for the next hourly pass).
+    d.retention.now = lambda: datetime.now(timezone.utc) + timedelta(seconds=5)
     write_image(d.paths.capture / "eye.png", fundus_like(180, 160, seed=5))
     _wait(lambda: d.export_status().get("pending") == 2 and d.exporter.failures >= 1, what="a pending export")
     rid = d.exporter.outbox.listing()[0]["result_id"]

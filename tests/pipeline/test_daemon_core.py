@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pipefakes import fundus_like, tiny_bundle, write_image
 
@@ -540,3 +541,32 @@ def test_a_second_daemon_on_the_same_data_directory_is_refused_until_the_first_s
     first.stop(10.0)
     third = running(cfg)                    # the lock went with the first daemon
     assert third.status()["pipeline_state"] == "running"
+
+
+@pytest.mark.parametrize("after", ["keep", "archive"])
+def test_the_page_offers_and_serves_original_size_images_made_on_first_request(running, cfg, after):
+    import cv2
+
+    from vessel_seg.web import create_app
+
+    cfg["ingest"]["after"] = after
+    d = running(cfg)
+    img = _png(d.paths.capture / "a.png")
+    rid = _id(img)
+    _wait(lambda: d.results.is_complete(rid), what="result")
+    if after == "archive":
+        _wait(lambda: not img.exists(), what="archive")
+    folder = d.paths.results / rid
+    assert not (folder / "overlay.png").exists()               # not made with the result
+    client = create_app(d, dict(cfg["web"])).test_client()
+    body = client.get("/api/results/%s" % rid).get_json()
+    offered = {f["name"] for f in body["downloads"]}
+    assert {"probability.png", "mask.png", "overlay.png", "input.jpg", "probability.bin"} <= offered
+    assert client.get("/results/%s" % rid).status_code == 200
+    for name, shape in (("overlay.png", (160, 180, 3)), ("mask.png", (160, 180)), ("input.jpg", (160, 180, 3))):
+        resp = client.get("/results/%s/%s?download=1" % (rid, name))
+        assert resp.status_code == 200, name
+        decoded = cv2.imdecode(np.frombuffer(resp.get_data(), np.uint8), cv2.IMREAD_UNCHANGED)
+        assert decoded.shape == shape, name
+        assert (folder / name).is_file()                         # kept for the next request
+    assert d.results.is_complete(rid)

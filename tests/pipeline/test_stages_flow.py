@@ -40,7 +40,8 @@ def test_sequential_run_writes_the_complete_result_folder(tmp_path, image):
     job = SequentialRunner(stages, device).process(item)
     out = tmp_path / "results" / item.id
     assert is_complete(out)
-    assert sorted(p.name for p in out.iterdir()) == sorted(list(RESULT_FILES.values()) + ["input.jpg", "result.json"])
+    names = list(RESULT_FILES.values()) + ["input.jpg", "fov.png", "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
     meta = json.loads((out / "result.json").read_text())
     assert RESULT_KEYS <= set(meta)
     assert meta["source"] == "eye one.png" and meta["sha256"] == item.sha256 and meta["id"] == item.id
