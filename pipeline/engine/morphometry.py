@@ -376,32 +376,3 @@ def _width(g: WorkGrid, centre: np.ndarray) -> Dict[str, Any]:
             "median_fovd": _r(float(np.median(widths))), "p90_fovd": _r(float(np.percentile(widths, 90))),
             "samples": int(widths.size),
             "histogram": {"bin_fovd": WIDTH_BIN_FOVD, "fraction": [round(float(v), 4) for v in hist]}}
-
-
-#: The flat (CSV / validation) name of each scalar measurement, and where it is in the morphometry object.
-SCALARS = (
-    ("density_fov", ("density", "fov")),
-    ("density_zone_b", ("density", "zone_b")),
-    ("density_zone_c", ("density", "zone_c")),
-    ("fd_mask", ("fractal_dimension", "mask")),
-    ("fd_skeleton", ("fractal_dimension", "skeleton")),
-    ("tortuosity_arc_chord", ("tortuosity", "arc_chord")),
-    ("tortuosity_curvature", ("tortuosity", "curvature_rad_per_fovd")),
-    ("width_mean_fovd", ("width", "mean_fovd")),
-    ("width_mean_px", ("width", "mean_px")),
-    ("width_median_fovd", ("width", "median_fovd")),
-    ("length_total_fovd", ("length", "total_fovd")),
-    ("branch_points", ("branch_points",)),
-    ("end_points", ("end_points",)),
-)
-
-
-def flatten(morph: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """name -> value of every scalar measurement (None where missing)."""
-    out: Dict[str, Any] = {}
-    for name, path in SCALARS:
-        value: Any = morph
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        out[name] = value
-    return out

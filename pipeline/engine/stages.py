@@ -19,6 +19,8 @@ import numpy as np
 from vessel_seg import __version__
 from vessel_seg.pipeline.engine.binfile import probability_to_bytes
 from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
+from vessel_seg.pipeline.engine.morphometry import VERSION as MORPHOMETRY_VERSION
+from vessel_seg.pipeline.engine.morphometry import measure_probability
 from vessel_seg.pipeline.engine.render import render_outputs
 from vessel_seg.pipeline.shared.preprocess import (
     Preprocessed,
@@ -203,12 +205,25 @@ class Stages(object):
                 write_result_file(out_dir, name, rendered.files[name])
             meta = self.result_meta(job, rendered.vessel_density_fov, rendered.fov_fraction, threshold)
             meta["vessel_pixels"] = rendered.vessel_pixels
+        meta["morphometry"] = self.measure(job, prob_full, threshold)
+        meta["timings_ms"]["measure"] = round(job.timings_ms["measure"], 3)
         # the render time is final only now; result.json carries it
         job.timings_ms[TOTAL] = (time.perf_counter() - job.started) * 1000.0
         meta["timings_ms"]["render"] = round(job.timings_ms["render"], 3)
         meta["timings_ms"][TOTAL] = round(job.timings_ms[TOTAL], 3)
         job.result_path = finish_result(out_dir, meta)
         return job.result_path
+
+    def measure(self, job: Job, prob_full: np.ndarray, threshold: float) -> Dict[str, Any]:
+        """Vessel morphometry of the mask (docs/MORPHOMETRY.md), timed as ``measure``. A failure is logged and
+        recorded as ``{"error": ...}``: a measurement never costs the segmentation result."""
+        assert job.pre is not None and job.decoded is not None
+        with _Timer(job, "measure"):
+            try:
+                return measure_probability(prob_full, job.pre.fov_original, threshold, job.decoded.rgb)
+            except Exception as exc:
+                log.exception("morphometry of %s failed", job.item.source)
+                return {"version": MORPHOMETRY_VERSION, "error": "%s: %s" % (type(exc).__name__, exc)}
 
     def finish(self, job: Job) -> Path:
         """write_bin + render; safe to call again after a failure (e.g. disk full)."""

@@ -56,19 +56,38 @@ def _files(d: Path) -> List[Path]:
     return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
+def _stem(p: Path) -> str:
+    return p.name.split(".")[0] if p.name.count(".") > 1 else p.stem
+
+
+def match_file(img: Path, candidates: List[Path]) -> Optional[Path]:
+    """The file of ``candidates`` that belongs to ``img``: the one whose name starts with the image's stem
+    followed by ``.``, ``_`` or ``-`` (STARE ``im0001.ah.png``, HRF ``01_dr_vessels.png``, ``01_dr_mask.png``)
+    or equals it; else the one with the same leading number (DRIVE ``01_test`` / ``01_manual1``), when unique."""
+    stem = img.stem
+    for cand in candidates:
+        if _stem(cand) == stem or (cand.name.startswith(stem) and cand.name[len(stem):len(stem) + 1] in "._-"
+                                   and len(cand.name) > len(stem)):
+            return cand
+    key = _number(img)
+    same = [c for c in candidates if _number(c) == key]
+    return same[0] if len(same) == 1 else None
+
+
 def drive_split(root: Path, split: str, observer: int = 1) -> List[Sample]:
-    """DRIVE's ``<split>/images``, ``<split>/{1st,2nd}_manual``, ``<split>/mask``, matched by leading number."""
+    """DRIVE's ``<split>/images``, ``<split>/{1st,2nd}_manual``, ``<split>/mask``, matched by
+    :func:`match_file` (STARE and HRF copies in that layout work too)."""
     base = root / split
     manual = base / ("1st_manual" if observer == 1 else "2nd_manual")
     if not (base / "images").is_dir() or not manual.is_dir():
         raise FileNotFoundError("%s does not have DRIVE's layout (%s/images and %s)" % (root, split, manual.name))
-    labels = {_number(p): p for p in _files(manual)}
-    masks = {_number(p): p for p in _files(base / "mask")} if (base / "mask").is_dir() else {}
+    labels = _files(manual)
+    masks = _files(base / "mask") if (base / "mask").is_dir() else []
     out = []
     for img in _files(base / "images"):
-        key = _number(img)
-        if key in labels:
-            out.append(Sample(name=img.stem, image=img, label=labels[key], fov=masks.get(key)))
+        label = match_file(img, labels)
+        if label is not None:
+            out.append(Sample(name=img.stem, image=img, label=label, fov=match_file(img, masks)))
     return out
 
 
