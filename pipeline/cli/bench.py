@@ -160,8 +160,10 @@ def prepare_input(cfg: Any, image_path: Path) -> Any:
     return stages.prepare(WorkItem(id="0" * 16, sha256="", source=image_path.name, path=image_path)).model_input
 
 
-def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
-    """Images/s with one thread doing every stage per image (no double buffering, no worker threads)."""
+def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path,
+                       stage_ms: Optional[Dict[str, List[float]]] = None) -> float:
+    """Images/s with one thread doing every stage per image (no double buffering, no worker threads);
+    each timed image's stage times (result.json ``timings_ms``) are appended to ``stage_ms`` when given."""
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
     from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, Stages, StageSettings, WorkItem
 
@@ -176,7 +178,10 @@ def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
         runner.process(items[0])                # warm-up, not timed
         t0 = time.perf_counter()
         for item in items:
-            runner.process(item)
+            job = runner.process(item)
+            if stage_ms is not None:
+                for stage, ms in job.timings_ms.items():
+                    stage_ms.setdefault(stage, []).append(float(ms))
         return len(items) / (time.perf_counter() - t0)
     finally:
         device.close()
@@ -289,6 +294,7 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
             model_input = prepare_input(cfg, paths[0])
             runs: Dict[str, List[float]] = {"execute_only": [], "end_to_end": [], "end_to_end_makespan": [],
                                             "sequential": [], "host_cpu_ms_per_image": []}
+            stage_ms: Dict[str, List[float]] = {}
             for r in range(repeats):
                 log.info("bench %s: repeat %d/%d", mode, r + 1, repeats)
                 runs["execute_only"].append(measure_execute_only(cfg, model_input, count))
@@ -298,7 +304,7 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
                 runs["end_to_end_makespan"].append(e2e["makespan_ips"])
                 runs["host_cpu_ms_per_image"].append(e2e["cpu_ms_per_image"])
                 seq_out = root / ("%s-seq-%d" % (mode, r))
-                runs["sequential"].append(measure_sequential(cfg, paths, seq_out))
+                runs["sequential"].append(measure_sequential(cfg, paths, seq_out, stage_ms))
                 shutil.rmtree(str(seq_out), ignore_errors=True)
                 shutil.rmtree(str(root / ("%s-e2e-%d" % (mode, r))), ignore_errors=True)
             med = {k: _median(v) for k, v in runs.items()}
@@ -313,6 +319,7 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
                 "double_buffered_vs_sequential": round(med["end_to_end"] / med["sequential"], 3)
                 if med["sequential"] else 0,
                 "runs": {k: [round(x, 3) for x in v] for k, v in runs.items()},
+                "sequential_stage_median_ms": {k: round(_median(v), 2) for k, v in sorted(stage_ms.items())},
             }
             report["modes"][mode] = entry
         idle_cfg = _bench_config(base, root / "idle", {"compute": "surrogate", "device_time_ms": 1.0}, args.model)
@@ -345,6 +352,10 @@ def format_report(rep: Dict[str, Any]) -> str:
             m["double_buffered_vs_sequential"]))
     for mode, m in rep["modes"].items():
         lines.append("%s: end-to-end host CPU %.0f ms per image (all threads)" % (mode, m["host_cpu_ms_per_image"]))
+        stages = m.get("sequential_stage_median_ms") or {}
+        if stages:
+            lines.append("%s: sequential median ms per stage: %s" % (mode, ", ".join(
+                "%s %.1f" % (k, v) for k, v in stages.items())))
     lines.append("peak RSS %.0f MiB; idle CPU %.2f%% of one core over %.0f s; load average at start %s" % (
         rep["peak_rss_mb"], 100.0 * rep["idle_cpu_fraction"], rep["idle_seconds"],
         " ".join("%.2f" % x for x in rep["machine"]["loadavg_at_start"])))
