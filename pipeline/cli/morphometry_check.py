@@ -43,6 +43,9 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.size < 3:
         return None
+    if np.ptp(a) <= 1e-12 * max(1.0, float(np.abs(a).max())) or np.ptp(b) <= 1e-12 * max(1.0, float(
+            np.abs(b).max())):
+        return None                 # a constant series (rounding noise would give a spurious +-1)
     a, b = a - a.mean(), b - b.mean()
     den = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
     return float(np.sum(a * b) / den) if den > 0 else None
@@ -124,29 +127,46 @@ def _fmt(value: Optional[float], spec: str) -> str:
     return "-" if value is None else spec % value
 
 
+def _mark(name: str, r: Optional[float]) -> str:
+    return " (< 0.8)" if name in REQUIRED and r is not None and r < TARGET_R else ""
+
+
+def format_markdown(res: Dict[str, Any]) -> str:
+    """One row per measurement; per dataset: r, mean bias (ours - manual), manual mean (n)."""
+    out = io.StringIO()
+    head = ["measurement"]
+    for ds in res["datasets"]:
+        head += ["%s r" % ds["dataset"], "%s bias" % ds["dataset"], "%s manual mean (n)" % ds["dataset"]]
+    out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+    names = list(res["datasets"][0]["summary"]) if res["datasets"] else []
+    for name in names:
+        cells = ["`%s`" % name]
+        for ds in res["datasets"]:
+            s = ds["summary"][name]
+            cells += [_fmt(s["r"], "%.3f") + _mark(name, s["r"]), _fmt(s["bias"], "%+.4g"),
+                      "%s (%d)" % (_fmt(s["manual_mean"], "%.4g"), s["n"])]
+        out.write("| " + " | ".join(cells) + " |\n")
+    return out.getvalue() + _footer(res)
+
+
+def _footer(res: Dict[str, Any]) -> str:
+    return "model %s %s | simulator %s | threshold %.2f | split %s | %.1f s\n" % (
+        res["model"]["name"], res["model"]["version"], res["precision"], res["threshold"], res["split"],
+        res["seconds"])
+
+
 def format_table(res: Dict[str, Any], markdown: bool = False) -> str:
     """One line per dataset and measurement: n, r, bias, manual mean (and the r >= 0.8 check where required)."""
-    out = io.StringIO()
-    head = ("dataset", "measurement", "n", "Pearson r", "mean bias (ours - manual)", "manual mean")
     if markdown:
-        out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
-    else:
-        out.write("%-7s %-22s %3s %9s %14s %12s\n" % ("dataset", "measurement", "n", "r", "bias", "manual"))
+        return format_markdown(res)
+    out = io.StringIO()
+    out.write("%-7s %-22s %3s %9s %14s %12s\n" % ("dataset", "measurement", "n", "r", "bias", "manual"))
     for ds in res["datasets"]:
         for name, s in ds["summary"].items():
-            mark = ""
-            if name in REQUIRED and s["r"] is not None:
-                mark = "" if s["r"] >= TARGET_R else " (< 0.8)"
-            cells = (ds["dataset"], name, str(s["n"]), _fmt(s["r"], "%.3f") + mark, _fmt(s["bias"], "%+.5g"),
-                     _fmt(s["manual_mean"], "%.5g"))
-            if markdown:
-                out.write("| " + " | ".join(cells) + " |\n")
-            else:
-                out.write("%-7s %-22s %3s %9s %14s %12s\n" % cells)
-    out.write("model %s %s | simulator %s | threshold %.2f | split %s | %.1f s\n" % (
-        res["model"]["name"], res["model"]["version"], res["precision"], res["threshold"], res["split"],
-        res["seconds"]))
-    return out.getvalue()
+            cells = (ds["dataset"], name, str(s["n"]), _fmt(s["r"], "%.3f") + _mark(name, s["r"]),
+                     _fmt(s["bias"], "%+.5g"), _fmt(s["manual_mean"], "%.5g"))
+            out.write("%-7s %-22s %3s %9s %14s %12s\n" % cells)
+    return out.getvalue() + _footer(res)
 
 
 def run(args: argparse.Namespace) -> int:
