@@ -2,9 +2,10 @@
 
 A heuristic, no network: the disc is the brightest large blob of the retina, where the big vessels
 converge. On a subsampled copy of the FOV (about 256 pixels across), the brightness (mean of red and
-green) is blurred inside the FOV with a normalised (masked) Gaussian of sigma 0.035 FOV diameters and
-turned into a robust z-score against the retina (median, MAD); the vessel density, blurred the same way
-with sigma 0.05, is added with weight 0.5 when a vessel mask is given. The peak of that score is the disc
+green) is blurred inside the FOV with a normalised (masked) Gaussian of sigma 0.035 FOV diameters, the
+illumination background (sigma 0.15) is subtracted, and the rest is turned into a robust z-score over the
+FOV (median, MAD); the vessel density, blurred with sigma 0.05, is added with weight 0.5 when a vessel mask
+is given. The peak of that score is the disc
 centre when its brightness z-score is at least ``MIN_CONTRAST``; otherwise the disc is reported as not found,
 with the reason. The radius is that of the circle with the area of the bright region around the peak
 (above half-way between retina and peak), clamped to [0.04, 0.10] FOV diameters.
