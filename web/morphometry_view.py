@@ -27,6 +27,10 @@ def _fmt(value: Any, spec: str, scale: float = 1.0, suffix: str = "") -> Optiona
     return None if v is None else (spec % (v * scale)) + suffix
 
 
+def _count(value: Any) -> str:
+    return str(int(value)) if _num(value) is not None else "-"
+
+
 def width_plot_svg(fractions: List[float], bin_fovd: float) -> Markup:
     """Bar chart of the width histogram: x = width in % of the FOV diameter, y = share of centreline samples."""
     left, top, right, bottom = _MARGIN
@@ -72,7 +76,8 @@ def morphometry_view(morph: Any) -> Optional[Dict[str, Any]]:
                                        suffix=" rad per FOV diameter")),
         ("Mean vessel width", None),
         ("Total vessel length", _fmt(_get(morph, "length", "total_fovd"), "%.2f", suffix=" FOV diameters")),
-        ("Branch points / end points", "%s / %s" % (morph.get("branch_points", "-"), morph.get("end_points", "-"))),
+        ("Branch points / end points", "%s / %s" % (_count(morph.get("branch_points")),
+                                                    _count(morph.get("end_points")))),
     ]
     fd_m, fd_s = _fmt(_get(morph, "fractal_dimension", "mask"), "%.3f"), _fmt(
         _get(morph, "fractal_dimension", "skeleton"), "%.3f")
@@ -80,6 +85,8 @@ def morphometry_view(morph: Any) -> Optional[Dict[str, Any]]:
     w_f, w_px = _num(_get(morph, "width", "mean_fovd")), _num(_get(morph, "width", "mean_px"))
     rows[6] = (rows[6][0], None if w_f is None else "%.3f %% of FOV diameter (%.1f px)" % (100 * w_f, w_px or 0))
     note = None
+    if morph.get("not_measured"):
+        rows.append(("Not measured", str(morph["not_measured"])))
     disc = morph.get("optic_disc") if isinstance(morph.get("optic_disc"), dict) else {}
     if disc.get("found"):
         rows.append(("Optic disc", "at (%s, %s) px, radius %s px" % (disc.get("x"), disc.get("y"),

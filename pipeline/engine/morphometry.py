@@ -25,6 +25,7 @@ VERSION = 1
 WORK_DIAMETER = 768                   # working-grid pixels per FOV diameter
 BOX_SIZES_FOVD = (2 / 1024.0, 4 / 1024.0, 8 / 1024.0, 16 / 1024.0, 32 / 1024.0, 64 / 1024.0, 128 / 1024.0)
 MIN_SEGMENT_FOVD = 10 / 1024.0        # segments shorter than this do not enter tortuosity
+MAX_DENSITY = 0.35                    # above: not a vessel tree (retinas: 0.05-0.25); no skeleton measures
 MAX_THINNING_FOVD = 0.05             # thinning stops after this many FOV diameters of erosion (vessels: < 0.01)
 SMOOTH_FOVD = 6 / 1024.0              # Gaussian sigma along a segment for its curvature
 ZONE_B = (2.0, 3.0)                   # zone B: 2..3 disc radii from the disc centre (0.5..1 DD from its margin)
@@ -331,6 +332,10 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
     else:
         density["zone_reason"] = "optic disc not found: %s" % disc.reason
     out["density"] = density
+    density_fov = density["fov"] or 0.0
+    if density_fov > MAX_DENSITY:
+        return _not_a_vessel_tree(out, "vessel density %.2f > %.2f: the mask is not a vessel tree"
+                                  % (density_fov, MAX_DENSITY))
     # skeleton and its graph
     skel = thin(g.mask, max_iterations=max(1, int(math.ceil(MAX_THINNING_FOVD * wd))))
     end_mask, branch_mask = classify_skeleton(skel)
@@ -359,6 +364,18 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
     out["tortuosity"] = tort
     # width: 2 x (distance to the background) - 1 at every skeleton pixel away from branch points
     out["width"] = _width(g, skel & ~near_branch)
+    return out
+
+
+def _not_a_vessel_tree(out: Dict[str, Any], reason: str) -> Dict[str, Any]:
+    """The skeleton-based measurements as null, with the reason (``not_measured``)."""
+    log.warning("morphometry: %s", reason)
+    out.update({"not_measured": reason, "end_points": None, "branch_points": None,
+                "fractal_dimension": {"mask": None, "skeleton": None, "box_sizes_fovd": []},
+                "length": {"total_fovd": None, "total_px": None},
+                "tortuosity": {"arc_chord": None, "curvature_rad_per_fovd": None, "segments": 0},
+                "width": {"mean_fovd": None, "mean_px": None, "median_fovd": None, "p90_fovd": None, "samples": 0,
+                          "histogram": {"bin_fovd": WIDTH_BIN_FOVD, "fraction": [0.0] * WIDTH_BINS}}})
     return out
 
 

@@ -216,3 +216,12 @@ def test_the_optic_disc_of_a_synthetic_fundus_is_its_bright_blob():
     lum = rgb[..., :2].mean(axis=2)
     assert lum[int(disc.y), int(disc.x)] > np.median(lum[fov]) + 40
     assert 0.04 * 736 <= disc.radius <= 0.10 * 736 + 1
+
+
+def test_a_mask_that_is_not_a_vessel_tree_is_not_skeletonised():
+    blob = np.zeros((N, N), bool)
+    blob[100:900, 100:900] = True                       # density 0.61
+    m = measure(blob)
+    assert m["density"]["fov"] == pytest.approx(0.61, abs=0.01)
+    assert "not a vessel tree" in m["not_measured"]
+    assert m["fractal_dimension"]["mask"] is None and m["width"]["mean_fovd"] is None and m["end_points"] is None
