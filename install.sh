@@ -599,8 +599,9 @@ network_hash() {
 # Set dotted keys in a YAML text, keeping comments and layout (the template documents every key).
 render_config() {
     local runtime=$1
+    shift
     "$PYTHON" - "$SRC_DIR/config/vessel-seg.yaml" "data_dir=$DATA_DIR" \
-        "model.bundle=$PREFIX/models/$BUNDLE" "device.runtime=$runtime" <<'PYEOF'
+        "model.bundle=$PREFIX/models/$BUNDLE" "device.runtime=$runtime" "$@" <<'PYEOF'
 import re
 import sys
 
@@ -644,9 +645,17 @@ install_config() {
     if [ -e "$conf" ]; then
         info "keeping existing $ETC_DIR/config.yaml (new defaults: $ETC_DIR/config.yaml.dist)"
     else
-        info "writing $ETC_DIR/config.yaml (runtime $runtime)"
-        printf '%s\n' "$rendered" | write_file "$conf" 0640
-        root_action chown "root:$SERVICE_USER" "$ETC_DIR/config.yaml"
+        # The page shows patient data: a fresh config gets its own access token (web.token), readable
+        # only by the service (mode 0600). The .dist copy above never holds it.
+        local token
+        token=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))') || die "cannot generate a token"
+        rendered=$(render_config "$runtime" "web.token=$token") ||
+            die "cannot render the configuration from config/vessel-seg.yaml"
+        info "writing $ETC_DIR/config.yaml (runtime $runtime) with a new web access token"
+        printf '%s\n' "$rendered" | write_file "$conf" 0600
+        root_action chown "$SERVICE_USER:$SERVICE_USER" "$ETC_DIR/config.yaml"
+        info "the status page's access token is web.token in $ETC_DIR/config.yaml; read it with:"
+        info "  sudo grep '^  token:' $ETC_DIR/config.yaml"
     fi
     if [ "$DRY_RUN" -eq 0 ] && [ -x "$(t "$PREFIX/venv/bin/vessel-seg")" ]; then
         "$(t "$PREFIX/venv/bin/vessel-seg")" validate-config "$conf" >/dev/null ||

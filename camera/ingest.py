@@ -37,7 +37,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Set, Tuple, Union
 
-from vessel_seg.vocabulary import IMAGE_EXTENSIONS
+from vessel_seg.vocabulary import DICOM_EXTENSION, IMAGE_EXTENSIONS, has_dicom_preamble
 
 __all__ = ["CaptureWatcher", "DEFAULT_IGNORE", "DEFAULT_EXTENSIONS", "watchdog_available"]
 
@@ -98,6 +98,9 @@ class CaptureWatcher(object):
         poll_seconds: scan period when no observer runs (default ``min(rescan_seconds, 2.0)``).
         close_recheck_seconds: after a close-after-write event, a file whose size and mtime stay unchanged
             for this long (at most ``stable_seconds``) is ready.
+        dicom: also hand out DICOM files, known by content: any ``.dcm`` file, and a file without an
+            extension (or named by a UID) once it is stable and starts with the DICOM preamble (others
+            are skipped).
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class CaptureWatcher(object):
         on_rejected: Optional[Callable[[Path, str], None]] = None,
         poll_seconds: Optional[float] = None,
         close_recheck_seconds: float = 0.2,
+        dicom: bool = True,
     ) -> None:
         if not callable(on_ready):
             raise TypeError("on_ready must be callable")
@@ -137,6 +141,7 @@ class CaptureWatcher(object):
         self.close_recheck_seconds = min(float(close_recheck_seconds), self.stable_seconds)
         self.ignore = tuple(p.lower() for p in (DEFAULT_IGNORE if ignore is None else ignore))
         self.extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+        self.dicom = bool(dicom)
 
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -431,10 +436,12 @@ class CaptureWatcher(object):
             if fnmatch.fnmatchcase(lower, pattern):
                 self._note(name, "ignored name (pattern %s)" % pattern)
                 return False
-        if not lower.endswith(self.extensions):
-            self._note(name, "not an image extension")
-            return False
-        return True
+        if lower.endswith(self.extensions):
+            return True
+        if self.dicom and (lower.endswith(DICOM_EXTENSION) or _no_extension(name)):
+            return True
+        self._note(name, "not an image extension")
+        return False
 
     def _note(self, name: str, why: str) -> None:
         """Log once (debug) that an entry is skipped."""
@@ -529,12 +536,21 @@ class CaptureWatcher(object):
                 self._candidates.pop(name, None)
                 self._closed_at.pop(name, None)
             self._handed[name] = sig
+            if self.dicom and _no_extension(name) and not has_dicom_preamble(str(path)):
+                self._note(name, "no extension and not a DICOM file")
+                continue
             log.debug("ready: %r (%d bytes)", name, sig[0])
             try:
                 self.on_ready(path)
             except Exception:
                 log.exception("on_ready(%r) failed; the file is offered again only if it changes, after "
                               "forget() or after a restart", name)
+
+
+def _no_extension(name: str) -> bool:
+    """No file-name extension, or only a number (a DICOM file named by its UID: ``1.2.840.1234``)."""
+    ext = os.path.splitext(name)[1]
+    return ext == "" or ext[1:].isdigit()
 
 
 def _kind(mode: int) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from training.data import data_roots
 from training.models import count_macs, count_parameters_deployed, export_graph, network_from_checkpoint
 from vessel_seg.device.aipp import default_aipp_cfg_text
 from vessel_seg.device.bundle import write_bundle
@@ -48,8 +49,14 @@ def check_onnx_matches_torch(model: torch.nn.Module, onnx_bytes: bytes, size: in
 
 # The options that decide what a run learns, in the order a command lists them; _ALWAYS_SHOWN ones even at default.
 _ALWAYS_SHOWN = ("arch", "recipe", "budget_min", "patch", "batch", "seed")
-_RESULT_OPTIONS = ("arch", "channels", "colour", "fov_margin", "recipe", "loss", "init", "budget_min", "max_steps",
-                   "lr", "warmup", "ema", "aug_prob", "rotate", "scale_jitter", "patch", "batch", "val_count", "seed")
+_RESULT_OPTIONS = ("shares", "arch", "channels", "colour", "fov_margin", "recipe", "loss", "init", "budget_min",
+                   "max_steps", "lr", "warmup", "ema", "aug_prob", "rotate", "scale_jitter", "patch", "batch",
+                   "val_count", "seed")
+
+
+def dataset_names(targs: Dict[str, Any]) -> str:
+    """``DRIVE`` or ``DRIVE + STARE + HRF``: the folder names of a run's dataset roots."""
+    return " + ".join(Path(root).name for root in data_roots(targs))
 
 
 def command_line(targs: Dict[str, Any]) -> str:
@@ -58,7 +65,9 @@ def command_line(targs: Dict[str, Any]) -> str:
     from training.train import parse_args
 
     defaults = vars(parse_args(["--run", "RUN"]))
-    parts = ["python -m training.train --data DATA --run RUN"]
+    roots = data_roots(targs)
+    data = " ".join("--data %s" % Path(r).name.upper() for r in roots) if len(roots) > 1 else "--data DATA"
+    parts = ["python -m training.train %s --run RUN" % data]
     for key in _RESULT_OPTIONS:
         value = targs.get(key)
         if value is None or (key not in _ALWAYS_SHOWN and value == defaults.get(key)):
@@ -139,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta: Dict[str, Any] = {
         "name": args.name or Path(args.out).name,
         "version": args.version,
-        "description": args.description or ("%s trained on %s" % (ckpt["arch"], Path(targs["data"]).name)),
+        "description": args.description or ("%s trained on %s" % (ckpt["arch"], dataset_names(targs))),
         "threshold": round(threshold, 4),
         "parameters": count_parameters_deployed(model),
         "macs_512": count_macs(model),
@@ -148,8 +157,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "preprocess": ckpt["preprocess"],
         "provenance": {
             "trained_by": "python -m training.train (this repository)",
-            "dataset": "%s split '%s': %d training images, %s" % (
-                Path(targs["data"]).name, targs["split"], len(summary.get("train_images", [])),
+            "dataset": "%s split '%s'%s: %d training images, %s" % (
+                dataset_names(targs), targs["split"],
+                " (shares %s)" % targs["shares"] if targs.get("shares") else "", len(summary.get("train_images", [])),
                 "%d held out for validation (%s)" % (len(summary["val_images"]), ", ".join(summary["val_images"]))
                 if summary.get("val_images") else "none held out (a final fit on all of them)"),
             "recipe": targs["recipe"],

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from training.augment import canvas, geometric, photometric
+from training.data import RootSampler, load_roots, qualified_names
 from training.models import build_model, count_macs, count_parameters_deployed
 from vessel_seg.device.aipp import AippConfig, aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
-from vessel_seg.pipeline.shared.datasets import Sample, find_samples
+from vessel_seg.pipeline.shared.datasets import Sample
 from vessel_seg.pipeline.shared.preprocess import (
     PreprocessParams,
     crop_and_resize,
@@ -80,12 +81,6 @@ def to_model_space(rgb: np.ndarray, label: np.ndarray, params: PreprocessParams)
     pre = preprocess(rgb, params)
     y = np.clip(crop_and_resize(label.astype(np.float32), pre.geometry), 0.0, 1.0)
     return network_input(pre.model_rgb, params.colour), y.astype(np.float32), pre.fov
-
-
-def split_samples(samples: List[Sample], val_count: int) -> Tuple[List[Sample], List[Sample]]:
-    """(training, validation): the last ``val_count`` samples by name are held out."""
-    order = sorted(samples, key=lambda s: s.name)
-    return order[:len(order) - val_count], (order[len(order) - val_count:] if val_count else [])
 
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -196,7 +191,10 @@ def save_ckpt(path: Path, state: Dict) -> None:
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="dataset root (DRIVE layout, or generic with --images/--labels)")
+    ap.add_argument("--data", action="append",
+                    help="dataset root (DRIVE layout, or generic with --images/--labels); repeat for several")
+    ap.add_argument("--shares", default="",
+                    help="sampling share of each --data root, comma-separated (default: equal shares)")
     ap.add_argument("--split", default="training", help="DRIVE split to train on (default training)")
     ap.add_argument("--images"), ap.add_argument("--labels"), ap.add_argument("--fov")
     ap.add_argument("--run", required=True, help="run folder for checkpoints and logs")
@@ -251,9 +249,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         state = torch.load(str(ckpt_last), map_location="cpu", weights_only=False)
         saved = state["args"]
-        for k in ("data", "split", "images", "labels", "fov", "arch", "channels", "colour", "fov_margin", "recipe",
-                  "patch", "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema", "aug_prob", "rotate",
-                  "scale_jitter"):
+        for k in ("data", "shares", "split", "images", "labels", "fov", "arch", "channels", "colour", "fov_margin",
+                  "recipe", "patch", "batch", "lr", "val_count", "seed", "loss", "init", "warmup", "ema", "aug_prob",
+                  "rotate", "scale_jitter"):
             if k in saved:
                 setattr(args, k, saved[k])
         if args.budget_min is None:
@@ -284,11 +282,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.colour, args.fov_margin = init_pre.colour, init_pre.fov_margin
     params = PreprocessParams(colour=bool(args.colour), fov_margin=float(args.fov_margin))
 
-    samples = find_samples(Path(args.data), split=args.split, images=args.images, labels=args.labels, fov=args.fov)
-    train_samples, val_samples = split_samples(samples, args.val_count)
-    log.info("preparing %d training and %d validation images", len(train_samples), len(val_samples))
-    train = [Prepared(s, params) for s in train_samples]
-    val = [Prepared(s, params) for s in val_samples]
+    try:
+        roots = load_roots(vars(args))
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    for r in roots:
+        log.info("%s: %d training and %d validation images, share %.2f", r.path, len(r.train), len(r.val), r.share)
+    train_by_root = [[Prepared(s, params) for s in r.train] for r in roots]
+    val = [Prepared(s, params) for r in roots for s in r.val]
+    sampler = RootSampler(train_by_root, [r.share for r in roots])
 
     kwargs: Dict = ({"channels": tuple(int(c) for c in args.channels.split(","))} if args.arch in ("unet", "wnet")
                     else {})
@@ -349,7 +352,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 g["lr"] = cur
         xs, ys = [], []
         for _ in range(args.batch):
-            it = train[int(rng.integers(len(train)))]
+            it = sampler.draw(rng)
             if args.recipe == "ours" and rng.random() < args.aug_prob:
                 rgb, lab = it.rgb, it.label.astype(np.float32)
                 if rng.random() < 0.3:
@@ -407,8 +410,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     model.load_state_dict(best["model"])
     summary: Dict = {"arch": args.arch, "recipe": args.recipe, "loss": args.loss, "init": args.init, "ema": args.ema,
                      "steps": step, "minutes": round(elapsed / 60, 1),
-                     "best_step": best["step"], "train_images": [s.name for s in train_samples],
-                     "val_images": [s.name for s in val_samples], "history": history,
+                     "best_step": best["step"], "train_images": qualified_names(roots, "train"),
+                     "val_images": qualified_names(roots, "val"), "history": history,
                      "parameters": count_parameters_deployed(model.cpu()), "macs_512": count_macs(model.cpu())}
     model.to(device)
     if val:

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from training.data import load_roots
 from training.models import network_from_checkpoint
 from training.train import (
     FLIP_DIMS,
@@ -30,9 +31,7 @@ from training.train import (
     final_validation,
     original_size_probabilities,
     score_original_size,
-    split_samples,
 )
-from vessel_seg.pipeline.shared.datasets import find_samples
 from vessel_seg.pipeline.shared.preprocess import PreprocessParams
 
 log = logging.getLogger("training.validate")
@@ -45,9 +44,7 @@ def _load(ckpt_path: Path) -> Tuple[Dict, PreprocessParams, List[Prepared], torc
     if not targs.get("val_count"):
         raise ValueError("%s held out no images (--val-count 0): nothing to validate on" % ckpt_path)
     params = PreprocessParams.from_mapping(ckpt.get("preprocess"))
-    samples = find_samples(Path(targs["data"]), split=targs["split"], images=targs.get("images"),
-                           labels=targs.get("labels"), fov=targs.get("fov"))
-    val = [Prepared(s, params) for s in split_samples(samples, targs["val_count"])[1]]
+    val = [Prepared(s, params) for root in load_roots(targs) for s in root.val]
     return ckpt, params, val, network_from_checkpoint(ckpt)
 
 

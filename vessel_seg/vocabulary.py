@@ -48,6 +48,45 @@ SERVABLE_RESULT_FILES = tuple(RESULT_FILES.values()) + tuple(OPTIONAL_RESULT_FIL
 # ------------------------------------------------------------------------------------ inputs
 #: File-name extensions of the photographs the appliance reads (the default of ``ingest.extensions``).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp")
+#: The extension of DICOM files; a DICOM file may also have no extension at all (it is known by content).
+DICOM_EXTENSION = ".dcm"
+_DICOM_PREAMBLE = 128
+_DICOM_MAGIC = b"DICM"
+
+
+#: DICOM SOP classes the appliance reads (UID -> name): fundus photographs (the receiver accepts only these).
+DICOM_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image",
+}
+#: Uncompressed DICOM transfer syntaxes decoded (UID -> name).
+DICOM_NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2": "Implicit VR Little Endian",
+    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
+    "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
+    "1.2.840.10008.1.2.2": "Explicit VR Big Endian",
+}
+#: Compressed DICOM transfer syntaxes decoded by Pillow (UID -> name).
+DICOM_COMPRESSED_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": "JPEG Baseline",
+    "1.2.840.10008.1.2.4.90": "JPEG 2000 Lossless",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000",
+}
+
+
+def has_dicom_preamble(path: Union[str, "os.PathLike[str]"]) -> bool:
+    """True when the file starts like a DICOM part 10 file: a 128-byte preamble, then ``DICM``."""
+    try:
+        with open(os.fspath(path), "rb") as fh:
+            head = fh.read(_DICOM_PREAMBLE + len(_DICOM_MAGIC))
+    except OSError:
+        return False
+    return len(head) == _DICOM_PREAMBLE + len(_DICOM_MAGIC) and head[_DICOM_PREAMBLE:] == _DICOM_MAGIC
 
 # ------------------------------------------------------------------------------------ ids and hashes
 #: A result id: the first 16 hex digits (lowercase) of the SHA-256 of the input file's bytes.

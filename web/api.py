@@ -10,6 +10,7 @@ from vessel_seg.pipeline.appliance.uploads import UploadRejected
 from vessel_seg.vocabulary import is_result_id
 from vessel_seg.web.context import get_daemon, web_state
 from vessel_seg.web.errors import json_error
+from vessel_seg.web.filters import parse_filters
 from vessel_seg.web.metrics import CONTENT_TYPE, render_prometheus
 from vessel_seg.web.pagination import parse_page
 from vessel_seg.web.pending import lookup_result
@@ -47,15 +48,18 @@ def status() -> Response:
 
 @bp.route("/api/results")
 def results() -> Response:
-    """Newest first; ?page=&per_page= or ?offset=&limit=. Answers items plus has_more and counts."""
+    """Newest first; ?page=&per_page= or ?offset=&limit=, filtered by ?patient_id= (exact), ?patient_name=
+    (part of the name), ?date_from=&date_to= (acquisition dates, YYYY-MM-DD, inclusive). Answers items plus
+    has_more, counts and the filters applied."""
     try:
         page = parse_page(request.args)
+        filters = parse_filters(request.args)
     except ValueError as exc:
         return json_error(400, str(exc))
     store = get_daemon().results
-    items, has_more = page_of_results(store, page.offset, page.limit)
+    items, has_more = page_of_results(store, page.offset, page.limit, filters)
     return jsonify({"items": items, "offset": page.offset, "limit": page.limit, "page": page.page,
-                    "per_page": page.limit, "has_more": has_more, "counts": _counts(store)})
+                    "per_page": page.limit, "has_more": has_more, "counts": _counts(store), "filters": filters})
 
 
 @bp.route("/api/results/<result_id>")

@@ -11,6 +11,7 @@ from vessel_seg.pipeline.store.measurements import measurements_csv as store_mea
 from vessel_seg.vocabulary import is_result_id
 from vessel_seg.web.context import app_config, get_daemon, web_state
 from vessel_seg.web.errors import error_response
+from vessel_seg.web.filters import parse_filters
 from vessel_seg.web.morphometry_view import morphometry_view
 from vessel_seg.web.pagination import parse_page
 from vessel_seg.web.pending import lookup_result
@@ -50,14 +51,15 @@ def dashboard() -> str:
 
 @bp.route("/results")
 def results_list() -> Any:
-    """All results, newest first, paginated with ?page=."""
+    """All results, newest first, paginated with ?page=, filtered by patient id, name and acquisition dates."""
     try:
         page = parse_page(request.args)
+        filters = parse_filters(request.args)
     except ValueError as exc:
         return error_response(400, str(exc))
-    items, has_more = page_of_results(get_daemon().results, page.offset, page.limit)
+    items, has_more = page_of_results(get_daemon().results, page.offset, page.limit, filters)
     return render_template("results.html", items=items, page=page.page, per_page=page.limit,
-                           has_more=has_more, status=_status_or_none(), active="results")
+                           has_more=has_more, filters=filters, status=_status_or_none(), active="results")
 
 
 @bp.route("/results/<result_id>")

@@ -128,9 +128,21 @@ def _record_view(record: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
     return view, rid
 
 
+def _add_identity_view(view: Dict[str, Any]) -> None:
+    """``identity`` always a dict; ``eye`` (OD/OS) and ``acquired_date`` for the page."""
+    identity = view.get("identity")
+    if not isinstance(identity, dict):
+        identity = {}
+    view["identity"] = identity
+    view["eye"] = {"R": "OD", "L": "OS"}.get(str(identity.get("laterality") or ""), None)
+    acquired = identity.get("acquired")
+    view["acquired_date"] = str(acquired)[:10] if acquired else None
+
+
 def list_item(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
-    """One entry of /api/results: the store's summary plus state and URLs."""
+    """One entry of /api/results: the store's summary plus state, identity and URLs."""
     item, rid = _record_view(record)
+    _add_identity_view(item)
     item["api_url"] = url_for("api.result", result_id=rid)
     has_thumb = item["state"] == "done" and store.file_path(rid, "thumb.jpg") is not None
     item["thumb_url"] = file_url(rid, "thumb.jpg") if has_thumb else None
@@ -140,6 +152,7 @@ def list_item(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
 def result_detail(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
     """Everything the result page and /api/results/<id> show: metadata, timings and available files."""
     detail, rid = _record_view(record)
+    _add_identity_view(detail)
     files = []
     if detail["state"] == "done":
         for name in DOWNLOAD_ORDER:
@@ -153,9 +166,10 @@ def result_detail(store: Any, record: Mapping[str, Any]) -> Dict[str, Any]:
     return detail
 
 
-def page_of_results(store: Any, offset: int, limit: int) -> Tuple[List[Dict[str, Any]], bool]:
+def page_of_results(store: Any, offset: int, limit: int, filters: Optional[Mapping[str, str]] = None
+                    ) -> Tuple[List[Dict[str, Any]], bool]:
     """Newest-first list items for one page, and whether another page follows (one extra record is read)."""
-    records = store.list(offset, limit + 1)
+    records = store.list(offset, limit + 1, filters=dict(filters)) if filters else store.list(offset, limit + 1)
     return [list_item(store, r) for r in records[:limit]], len(records) > limit
 
 

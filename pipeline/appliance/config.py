@@ -119,6 +119,16 @@ SCHEMA: Dict[str, Any] = {
         "max_bytes": Field(["int"], 64 * 1024 * 1024, minimum=1),
         "max_pixels": Field(["int"], 40000000, minimum=1),
         "extensions": Field(["list_str"], [".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".ppm", ".webp"]),
+        "identity_pattern": Field(["str", "null"], None),
+        "identity_sidecar": Field(["bool"], False),
+    },
+    "dicom": {
+        "receiver": {
+            "enabled": Field(["bool"], False),
+            "ae_title": Field(["str"], "VESSELSEG"),
+            "port": Field(["int"], 11112, minimum=1, maximum=65535),
+            "allowed_ae_titles": Field(["list_str"], []),
+        },
     },
     "pipeline": {
         "queue_size": Field(["int"], 8, minimum=1),
@@ -279,7 +289,37 @@ def _check_value(field: Field, value: Any, key: str, line_of: Callable[[str], Op
         value = [v.lower() for v in value]
     if "str" in field.kinds and isinstance(value, str) and value == "" and field.choices is None:
         return None, [ConfigIssue(source, line, key, "must not be empty")]
+    problem = _special_check(key, value)
+    if problem:
+        return None, [ConfigIssue(source, line, key, problem)]
     return value, []
+
+
+def _ae_title_problem(title: str) -> Optional[str]:
+    if not 1 <= len(title.strip()) <= 16 or len(title) > 16:
+        return "an AE title has 1 to 16 characters, got %r" % (title,)
+    if "\\" in title or any(not (32 <= ord(c) < 127) for c in title):
+        return "an AE title is printable ASCII without a backslash, got %r" % (title,)
+    return None
+
+
+def _special_check(key: str, value: Any) -> Optional[str]:
+    """Checks of single keys beyond their kind and range: file-name patterns, AE titles."""
+    if key == "ingest.identity_pattern" and isinstance(value, str):
+        from vessel_seg.pipeline.engine.identity import PatternError, compile_pattern
+
+        try:
+            compile_pattern(value)
+        except PatternError as exc:
+            return str(exc)
+    if key == "dicom.receiver.ae_title" and isinstance(value, str):
+        return _ae_title_problem(value)
+    if key == "dicom.receiver.allowed_ae_titles" and isinstance(value, list):
+        for title in value:
+            problem = _ae_title_problem(title)
+            if problem:
+                return problem
+    return None
 
 
 def _merge(schema: Dict[str, Any], base: Dict[str, Any], data: Any, prefix: str,
@@ -429,6 +469,30 @@ def set_key(config: Dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         target = target[part]
     target[parts[-1]] = checked
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    text = str(host).strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(config: Dict[str, Any]) -> Optional[str]:
+    """Why this configuration must not start: the page (patient data) on the network without a token."""
+    web = config["web"]
+    if web["enabled"] and not web["token"] and not is_loopback_host(web["host"]):
+        return ("web.host is %s, beyond loopback, and web.token is not set: the status page shows patient data, "
+                "so listening on the network needs an access token. Set web.token (install.sh generates one; "
+                "read it with: sudo grep token: /etc/vessel-seg/config.yaml) or set web.host to 127.0.0.1"
+                % web["host"])
+    return None
 
 
 def _flatten(value: Any, prefix: str, out: Dict[str, Any]) -> None:

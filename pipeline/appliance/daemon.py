@@ -19,8 +19,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 from vessel_seg import __version__
+from vessel_seg.camera.dicom_receiver import DicomReceiver, ReceiverError
 from vessel_seg.camera.ingest import CaptureWatcher
-from vessel_seg.pipeline.appliance.config import Config
+from vessel_seg.pipeline.appliance.config import Config, exposure_problem
 from vessel_seg.pipeline.appliance.datadir import DataDirBusy, DataDirLock, DataPaths
 from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
 from vessel_seg.pipeline.appliance.health import HealthMonitor
@@ -61,6 +62,7 @@ class Daemon(object):
         self.stages: Optional[Stages] = None
         self.scheduler: Optional[Scheduler] = None
         self.watcher: Optional[CaptureWatcher] = None
+        self.receiver: Optional[DicomReceiver] = None
         self.intake: Optional[Intake] = None
         self.recovery: Optional[Recovery] = None
         self.monitor = HealthMonitor(self)
@@ -80,6 +82,12 @@ class Daemon(object):
     def start(self) -> None:
         """Open journal, model and device, start the pipeline, recover, watch; then READY=1."""
         cfg = self.config
+        problem = exposure_problem(cfg)
+        if problem:
+            raise DaemonError(problem)
+        if cfg["dicom"]["receiver"]["enabled"] and not cfg["dicom"]["receiver"]["allowed_ae_titles"]:
+            raise DaemonError("dicom.receiver is enabled but dicom.receiver.allowed_ae_titles is empty: name the "
+                              "AE titles of the cameras allowed to send (an open receiver of patient data is refused)")
         try:
             self.paths.create(archive=cfg["ingest"]["after"] == "archive")
         except OSError as exc:
@@ -128,12 +136,31 @@ class Daemon(object):
         self._recovery_thread.start()
         if not suspects(recovered):
             self._start_watcher()           # else the recovery thread starts it once the suspects are settled
+        self._start_receiver()
         log.info("vessel-seg %s running: model %s %s on %s (%s), data in %s", __version__, self.bundle.name,
                  self.bundle.version, self.runtime, self.precision, self.paths.root)
         if self.notifier is not None:
             self.notifier.ready(self.status_line())
             self._pinger = WatchdogPinger(self.notifier, self.is_progressing, self.status_line)
             self._pinger.start()
+
+    def _start_receiver(self) -> None:
+        """The DICOM C-STORE receiver (config ``dicom.receiver``): instances land in capture/ like any file."""
+        rx = self.config["dicom"]["receiver"]
+        if not rx["enabled"]:
+            return
+        try:
+            receiver = DicomReceiver(self.paths.capture, rx["ae_title"], rx["port"], rx["allowed_ae_titles"],
+                                     max_bytes=self.config["ingest"]["max_bytes"], on_stored=self._wake_watcher)
+            receiver.start()
+        except ReceiverError as exc:
+            raise DaemonError(str(exc))
+        self.receiver = receiver
+
+    def _wake_watcher(self, _path: Any) -> None:
+        watcher = self.watcher
+        if watcher is not None:
+            watcher.scan_now()
 
     def _start_watcher(self) -> None:
         ing = self.config["ingest"]
@@ -162,6 +189,8 @@ class Daemon(object):
             self.notifier.stopping("stopping: finishing in-flight images")
         if self._pinger is not None:
             self._pinger.stop(2.0)
+        if self.receiver is not None:
+            self.receiver.stop()              # no new instances; those received are in capture/ already
         if self.scheduler is not None:
             self.scheduler.begin_drain()      # unblocks a watcher waiting on a full queue (backpressure)
         if self.watcher is not None:

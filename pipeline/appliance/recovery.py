@@ -200,7 +200,9 @@ class Recovery(object):
                 self.metrics.inc("failed")
                 return "skipped"
             item = WorkItem(id=row["id"], sha256=row["sha256"], source=row["source"], path=path,
-                            size=int(row.get("size") or 0))
+                            size=int(row.get("size") or 0), frame=row.get("frame"),
+                            frames=int(row.get("frames") or 1), file_sha256=row.get("file_sha256"),
+                            identity=dict(row.get("identity") or {}))
         except Exception:
             log.exception("recovery: journal item %s (%s) skipped; it stays in the journal for the next start",
                           row.get("id"), row.get("source"))

@@ -18,7 +18,8 @@ import numpy as np
 
 from vessel_seg import __version__
 from vessel_seg.pipeline.engine.binfile import probability_to_bytes
-from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
+from vessel_seg.pipeline.engine.decode import DecodedImage
+from vessel_seg.pipeline.engine.dicom_decode import decode_input
 from vessel_seg.pipeline.engine.morphometry import VERSION as MORPHOMETRY_VERSION
 from vessel_seg.pipeline.engine.morphometry import measure_probability
 from vessel_seg.pipeline.engine.render import render_outputs
@@ -46,6 +47,10 @@ class WorkItem:
     source: str            # original file name, for result.json and the page
     path: Path             # where the file is now
     size: int = 0
+    frame: Optional[int] = None        # 0-based frame of a multi-frame DICOM file (None: the whole file)
+    frames: int = 1                    # frames in that file
+    file_sha256: Optional[str] = None  # the file's hash when ``sha256`` is a frame's derived key
+    identity: Dict[str, str] = field(default_factory=dict)   # patient, eye, visit (pipeline.engine.identity)
 
     @classmethod
     def for_file(cls, path: Path, sha256: Optional[str] = None) -> "WorkItem":
@@ -143,7 +148,8 @@ class Stages(object):
     def decode(self, job: Job) -> None:
         """Decode/validate (raises ``DecodeError``: permanent, quarantine)."""
         with _Timer(job, "decode"):
-            job.decoded = decode_image(job.item.path, self.settings.max_bytes, self.settings.max_pixels)
+            job.decoded = decode_input(job.item.path, self.settings.max_bytes, self.settings.max_pixels,
+                                       job.item.frame)
 
     def preprocess(self, job: Job) -> None:
         """FOV detection, square crop + resize to the model size, colour normalisation (lead's module)."""
@@ -255,7 +261,18 @@ class Stages(object):
                       "bytes": job.item.size},
             "geometry": job.pre.geometry.to_dict(),
             "pipeline_version": __version__,
+            **_identity_meta(job.item),
         }
+
+
+def _identity_meta(item: WorkItem) -> Dict[str, Any]:
+    """result.json's ``identity`` (when known) and ``frame`` (for a frame of a multi-frame file)."""
+    out: Dict[str, Any] = {}
+    if item.identity:
+        out["identity"] = dict(item.identity)
+    if item.frame is not None:
+        out["frame"] = {"index": item.frame, "count": item.frames, "file_sha256": item.file_sha256}
+    return out
 
 
 class SequentialRunner(object):

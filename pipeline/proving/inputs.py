@@ -412,7 +412,52 @@ def build_hostile_corpus(capture: Path, secret: Path, seed: int = 7) -> List[Hos
     # -- names the ingest must skip
     for name in (".hidden.png", "partial.png.part", "upload.tmp", "notes.txt", "backup.png~"):
         c.file(name, "ignored name", png, [IGNORED])
+    _dicom_cases(c, base, seed)
     return c.cases
+
+
+def _dicom_cases(c: "_Corpus", base: np.ndarray, seed: int) -> None:
+    """DICOM files: valid ones as cameras write them, and broken, bombing or unsupported ones."""
+    import pydicom
+
+    from vessel_seg.pipeline.proving import dicom_files as dcm
+
+    def build(n: int, **kw: object) -> bytes:
+        return dcm.build_dicom(fundus_rgb(seed + 400 + n, (256, 224)), uid_seed=seed * 1000 + n, **kw)
+
+    def edited(data: bytes, **values: object) -> bytes:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        for key, value in values.items():
+            setattr(ds, key, value)
+        buf = io.BytesIO()
+        ds.save_as(buf, write_like_original=False)
+        return buf.getvalue()
+
+    c.file("IM000001", "DICOM OP 8-bit JPEG baseline (YBR_FULL_422), no extension", build(1, syntax=dcm.JPEG_BASELINE),
+           [RESULT])
+    c.file("op_j2k.dcm", "DICOM OP 8-bit JPEG 2000 lossless", build(2, syntax=dcm.JPEG2000_LOSSLESS), [RESULT])
+    gray16 = (np.asarray(fundus_rgb(seed + 403, (256, 224)))[:, :, 1].astype(np.uint16) * 257)
+    c.file("op16.dcm", "DICOM OP 16-bit gray", dcm.build_dicom(gray16, sop_class=dcm.OP16, uid_seed=seed * 1000 + 3),
+           [RESULT])
+    c.file("1.2.826.0.1.3680043.10.1234.4", "DICOM VL photographic, named by its UID",
+           build(4, sop_class=dcm.VL_PHOTO, syntax=dcm.IMPLICIT), [RESULT])
+    c.file("sc.dcm", "DICOM secondary capture", build(5, sop_class=dcm.SECONDARY), [RESULT])
+    whole = build(6)
+    c.file("truncated.dcm", "DICOM cut in the middle of the pixel data", whole[: len(whole) // 2], [QUARANTINE],
+           reason=("dicom_truncated",))
+    c.file("no_pixels.dcm", "DICOM without pixel data", build(7, with_pixels=False), [QUARANTINE],
+           reason=("dicom_no_pixel_data",))
+    c.file("jpeg_lossless.dcm", "DICOM in an unsupported transfer syntax (JPEG lossless)",
+           build(8, syntax=dcm.JPEG_LOSSLESS), [QUARANTINE], reason=("dicom_unsupported_transfer_syntax",))
+    c.file("ct.dcm", "DICOM of an unsupported SOP class (CT image)", build(9, sop_class="1.2.840.10008.5.1.4.1.1.2"),
+           [QUARANTINE], reason=("dicom_unsupported_sop_class",))
+    c.file("bomb.dcm", "DICOM header declaring 65000x65000 pixels", edited(build(10), Rows=65000, Columns=65000),
+           [QUARANTINE], reason=("too_many_pixels",))
+    c.file("frames_bomb.dcm", "DICOM declaring 100000 frames", edited(build(11), NumberOfFrames=100000),
+           [QUARANTINE], reason=("dicom_too_many_frames",))
+    c.file("preamble_only", "DICM preamble followed by garbage", b"\0" * 128 + b"DICM" + b"\xff\x00garbage" * 50,
+           [QUARANTINE], reason=("dicom_invalid", "dicom_truncated"))
+    c.file("NOTES", "text file without an extension", b"not a DICOM file\n" * 20, [IGNORED])
 
 
 def _pil(img: object, fmt: str, **params: object) -> bytes:

@@ -29,10 +29,15 @@ log = logging.getLogger(__name__)
 
 #: Columns of a captures row, in table order.
 COLUMNS = ("id", "sha256", "source", "path", "state", "reason", "attempts", "created", "updated", "size",
-           "result_dir")
+           "result_dir", "frame", "frames", "file_sha256")
+
+#: Identity fields of the ``identities`` table (one row per capture that has any; see
+#: ``pipeline.engine.identity``). Rows carry them as ``row["identity"]``, a dict of the non-empty ones.
+IDENTITY_COLUMNS = ("patient_id", "patient_name", "birth_date", "sex", "laterality", "acquired", "study_uid",
+                    "series_uid", "sop_uid", "accession", "manufacturer", "model")
 
 #: Version of the schema this module writes; older databases are migrated on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS captures (
@@ -53,8 +58,24 @@ _SCHEMA_V1 = (
     "CREATE INDEX IF NOT EXISTS captures_updated ON captures(updated)",
 )
 
+# Version 2: DICOM captures. A multi-frame file becomes one row per frame (``frame`` 0-based, ``frames`` the
+# count, ``file_sha256`` the file's hash; ``sha256`` is then the frame's derived content key). Who and what
+# a capture shows lives in ``identities``, searchable by patient and acquisition date.
+_SCHEMA_V2 = (
+    "ALTER TABLE captures ADD COLUMN frame INTEGER",
+    "ALTER TABLE captures ADD COLUMN frames INTEGER",
+    "ALTER TABLE captures ADD COLUMN file_sha256 TEXT",
+    """CREATE TABLE IF NOT EXISTS identities (
+        id            TEXT PRIMARY KEY REFERENCES captures(id),
+        %s
+    )""" % ",\n        ".join("%s TEXT" % c for c in IDENTITY_COLUMNS),
+    "CREATE INDEX IF NOT EXISTS identities_patient ON identities(patient_id)",
+    "CREATE INDEX IF NOT EXISTS identities_acquired ON identities(acquired)",
+    "CREATE INDEX IF NOT EXISTS captures_file ON captures(file_sha256)",
+)
+
 #: version -> statements that bring a database from version-1 to version.
-_MIGRATIONS = {1: _SCHEMA_V1}  # type: Dict[int, Tuple[str, ...]]
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}  # type: Dict[int, Tuple[str, ...]]
 
 
 class JournalError(RuntimeError):
@@ -165,11 +186,14 @@ class Journal(object):
 
     # ------------------------------------------------------------------ writing
     def add(self, sha256: str, source: str, path: Union[str, "os.PathLike[str]", None],
-            size: Optional[int]) -> Tuple[str, bool]:
+            size: Optional[int], frame: Optional[int] = None, frames: Optional[int] = None,
+            file_sha256: Optional[str] = None, identity: Optional[Dict[str, str]] = None) -> Tuple[str, bool]:
         """Record a capture by content hash; returns ``(id, is_new)``.
 
         A new content gets a 'queued' row. Content already in the journal (whatever its file name) is
-        not new and its row is left unchanged: ``(existing id, False)``.
+        not new and its row is left unchanged: ``(existing id, False)``. A frame of a multi-frame DICOM file
+        passes its derived ``sha256`` plus ``frame``, ``frames`` and the file's ``file_sha256``; ``identity``
+        (patient, eye, visit, instance) is stored with a new row.
         """
         if not isinstance(sha256, str) or not is_sha256(sha256.lower()):
             raise JournalError("sha256 must be 64 hex digits, got %r" % (sha256,))
@@ -190,9 +214,36 @@ class Journal(object):
                                        % (cid, existing["sha256"], sha))
                 return str(existing["id"]), False
             cur.execute("INSERT INTO captures (id, sha256, source, path, state, reason, attempts, created, "
-                        "updated, size, result_dir) VALUES (?, ?, ?, ?, 'queued', NULL, 0, ?, ?, ?, NULL)",
-                        (cid, sha, source, path_text, now, now, size))
+                        "updated, size, result_dir, frame, frames, file_sha256) "
+                        "VALUES (?, ?, ?, ?, 'queued', NULL, 0, ?, ?, ?, NULL, ?, ?, ?)",
+                        (cid, sha, source, path_text, now, now, size, frame, frames,
+                         file_sha256.lower() if file_sha256 else None))
+            self._put_identity(cur, cid, identity)
         return cid, True
+
+    @staticmethod
+    def _put_identity(cur: sqlite3.Cursor, cid: str, identity: Optional[Dict[str, str]]) -> None:
+        values = {k: str(v) for k, v in (identity or {}).items() if k in IDENTITY_COLUMNS and v not in (None, "")}
+        if not values:
+            return
+        cols = ", ".join(IDENTITY_COLUMNS)
+        marks = ", ".join("?" for _ in IDENTITY_COLUMNS)
+        cur.execute("INSERT OR REPLACE INTO identities (id, %s) VALUES (?, %s)" % (cols, marks),
+                    [cid] + [values.get(c) for c in IDENTITY_COLUMNS])
+
+    def set_identity(self, capture_id: str, identity: Optional[Dict[str, str]]) -> None:
+        """Replace the identity of a capture (a redo may have found a sidecar that was not there before)."""
+        _check_id(capture_id)
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM identities WHERE id = ?", (capture_id,))
+            self._put_identity(cur, capture_id, identity)
+
+    def siblings(self, file_sha256: str) -> List[Dict[str, Any]]:
+        """The frame rows of one multi-frame file (by the file's hash), in frame order."""
+        with self._lock:
+            rows = self._conn().execute(_SELECT + " WHERE c.file_sha256 = ? ORDER BY c.frame ASC",
+                                        (str(file_sha256).lower(),)).fetchall()
+        return [_row(r) for r in rows]
 
     def mark(self, capture_id: str, state: str, reason: Optional[str] = None,
              result_dir: Optional[str] = None) -> None:
@@ -250,11 +301,11 @@ class Journal(object):
             cur.execute("UPDATE captures SET state = 'queued', updated = ? WHERE state = 'processing'",
                         (_now_iso(),))
             requeued = cur.rowcount
-            rows = cur.execute("SELECT * FROM captures WHERE state = 'queued' ORDER BY created ASC, rowid ASC"
+            rows = cur.execute(_SELECT + " WHERE c.state = 'queued' ORDER BY c.created ASC, c.rowid ASC"
                                ).fetchall()
         if requeued:
             log.info("journal recovery: %d interrupted item(s) requeued", requeued)
-        return [dict(r) for r in rows]
+        return [_row(r) for r in rows]
 
     # ------------------------------------------------------------------ reading
     def get(self, capture_id: str) -> Optional[Dict[str, Any]]:
@@ -262,21 +313,30 @@ class Journal(object):
         if not is_result_id(capture_id):
             return None
         with self._lock:
-            row = self._conn().execute("SELECT * FROM captures WHERE id = ?", (capture_id,)).fetchone()
-        return dict(row) if row is not None else None
+            row = self._conn().execute(_SELECT + " WHERE c.id = ?", (capture_id,)).fetchone()
+        return _row(row) if row is not None else None
 
-    def list(self, offset: int = 0, limit: int = 50, state: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Rows newest first (by creation), optionally only those in ``state``."""
+    def list(self, offset: int = 0, limit: int = 50, state: Optional[str] = None,
+             filters: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
+        """Rows newest first (by creation), optionally only those in ``state`` and matching ``filters``.
+
+        ``filters`` (all optional): ``patient_id`` (exact, case-insensitive), ``patient_name`` (a
+        case-insensitive substring), ``date_from`` / ``date_to`` (``YYYY-MM-DD``, inclusive, on the
+        acquisition date). A capture without an identity never matches a filter.
+        """
         _check_paging(offset, limit)
+        where, args = [], []  # type: List[str], List[Any]
+        if state is not None:
+            where.append("c.state = ?")
+            args.append(_check_state(state))
+        for clause, value in _filter_clauses(filters or {}):
+            where.append(clause)
+            args.append(value)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY c.created DESC, c.rowid DESC LIMIT ? OFFSET ?"
         with self._lock:
-            con = self._conn()
-            if state is None:
-                rows = con.execute("SELECT * FROM captures ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
-                                   (limit, offset)).fetchall()
-            else:
-                rows = con.execute("SELECT * FROM captures WHERE state = ? ORDER BY created DESC, rowid DESC "
-                                   "LIMIT ? OFFSET ?", (_check_state(state), limit, offset)).fetchall()
-        return [dict(r) for r in rows]
+            rows = self._conn().execute(sql, args + [limit, offset]).fetchall()
+        return [_row(r) for r in rows]
 
     def counts(self) -> Dict[str, int]:
         """Number of rows per state; every state is present (0 when none)."""
@@ -321,6 +381,45 @@ class Journal(object):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_SELECT = ("SELECT c.*, %s FROM captures c LEFT JOIN identities i ON i.id = c.id"
+           % ", ".join("i.%s AS ident_%s" % (k, k) for k in IDENTITY_COLUMNS))
+
+#: Filter names accepted by :meth:`Journal.list`.
+FILTERS = ("patient_id", "patient_name", "date_from", "date_to")
+
+
+def _filter_clauses(filters: Dict[str, str]) -> List[Tuple[str, str]]:
+    out = []
+    for key, value in filters.items():
+        if key not in FILTERS:
+            raise JournalError("unknown filter %r (known: %s)" % (key, ", ".join(FILTERS)))
+        if value is None or str(value).strip() == "":
+            continue
+        text = str(value).strip()
+        if key == "patient_id":
+            out.append(("i.patient_id = ? COLLATE NOCASE", text))
+        elif key == "patient_name":
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            out.append(("i.patient_name LIKE ? ESCAPE '\\'", "%" + escaped + "%"))
+        elif key == "date_from":
+            out.append(("substr(i.acquired, 1, 10) >= ?", text[:10]))
+        else:
+            out.append(("substr(i.acquired, 1, 10) <= ?", text[:10]))
+    return out
+
+
+def _row(row: sqlite3.Row) -> Dict[str, Any]:
+    """A captures row as a dict, its identity (non-empty fields only) under ``identity``."""
+    data = dict(row)
+    identity = {}
+    for key in IDENTITY_COLUMNS:
+        value = data.pop("ident_" + key, None)
+        if value not in (None, ""):
+            identity[key] = value
+    data["identity"] = identity
+    return data
 
 
 class _Transaction(object):

@@ -1,7 +1,8 @@
 """The vessel measurements of stored results as table rows and CSV (web download and ``vessel-seg measurements``).
 
 Standard library only (the web imports it). Patient, eye and date come from result.json's ``identity``
-object (``patient_id``, ``patient_name``, ``laterality``, ``acquisition_datetime``) when present, else empty.
+object (``patient_id``, ``patient_name``, ``laterality``, and ``acquired`` (or ``acquisition_datetime``) as the
+``acquisition_datetime`` column) when present, else empty.
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def result_row(meta: Dict[str, Any]) -> Dict[str, Any]:
     row: Dict[str, Any] = {"id": meta.get("id"), "source": meta.get("source"), "created": meta.get("created")}
     for key in IDENTITY_FIELDS:
         row[key] = identity.get(key)
+    if not row["acquisition_datetime"]:
+        row["acquisition_datetime"] = identity.get("acquired")   # pipeline.engine.identity's name for it
     row["optic_disc_found"] = disc.get("found")
     row["zone_reason"] = density.get("zone_reason") or morph.get("error")
     row["fov_diameter_px"] = morph.get("fov_diameter_px")

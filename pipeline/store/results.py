@@ -103,6 +103,22 @@ def is_complete(result_dir: Path) -> bool:
     return True
 
 
+def matches(identity: Dict[str, Any], filters: Dict[str, str]) -> bool:
+    """Whether an identity passes the list filters (the journal's rules, for a store without a journal)."""
+    pid = filters.get("patient_id")
+    if pid and str(identity.get("patient_id") or "").lower() != pid.lower():
+        return False
+    name = filters.get("patient_name")
+    if name and name.lower() not in str(identity.get("patient_name") or "").lower():
+        return False
+    day = str(identity.get("acquired") or "")[:10]
+    if filters.get("date_from") and (not day or day < filters["date_from"][:10]):
+        return False
+    if filters.get("date_to") and (not day or day > filters["date_to"][:10]):
+        return False
+    return True
+
+
 def _row_dict(row: Any) -> Dict[str, Any]:
     if row is None:
         return {}
@@ -162,14 +178,24 @@ class ResultStore(object):
     def _summary(row: Dict[str, Any]) -> Dict[str, Any]:
         out = {k: row.get(k) for k in ("id", "source", "state", "created", "updated", "reason", "attempts",
                                        "sha256")}
+        out["identity"] = dict(row.get("identity") or {})
+        if row.get("frame") is not None:
+            out["frame"] = {"index": int(row["frame"]), "count": int(row.get("frames") or 1),
+                            "file_sha256": row.get("file_sha256")}
         return out
 
-    def list(self, offset: int = 0, limit: int = 50) -> List[Dict[str, Any]]:
-        """Newest first; each item has id, source, state, created (and summary fields when done)."""
+    def list(self, offset: int = 0, limit: int = 50, filters: Optional[Dict[str, str]] = None
+             ) -> List[Dict[str, Any]]:
+        """Newest first; each item has id, source, state, created, identity (and summary fields when done).
+
+        ``filters``: see ``Journal.list`` (patient_id, patient_name, date_from, date_to).
+        """
         offset = max(0, int(offset))
         limit = max(0, min(int(limit), 1000))
+        filters = {k: v for k, v in (filters or {}).items() if v}
         if self.journal is not None:
-            rows = [_row_dict(r) for r in self.journal.list(offset, limit)]
+            listed = self.journal.list(offset, limit, filters=filters) if filters else self.journal.list(offset, limit)
+            rows = [_row_dict(r) for r in listed]
             items = []
             for row in rows:
                 item = self._summary(row)
@@ -178,18 +204,21 @@ class ResultStore(object):
                     item.update(self._meta_summary(meta))
                 items.append(item)
             return items
-        dirs = self._result_dirs()
         out = []
-        for d in dirs[offset:offset + limit]:
+        for d in self._result_dirs():
             meta = read_result_json(d) or {}
-            item = {"id": d.name, "source": meta.get("source"), "state": DONE, "created": meta.get("created")}
+            identity = meta.get("identity") if isinstance(meta.get("identity"), dict) else {}
+            if filters and not matches(identity, filters):
+                continue
+            item = {"id": d.name, "source": meta.get("source"), "state": DONE, "created": meta.get("created"),
+                    "identity": identity}
             item.update(self._meta_summary(meta))
             out.append(item)
-        return out
+        return out[offset:offset + limit]
 
     @staticmethod
     def _meta_summary(meta: Dict[str, Any]) -> Dict[str, Any]:
-        keys = ("vessel_density_fov", "fov_fraction", "original_size", "threshold", "runtime")
+        keys = ("vessel_density_fov", "fov_fraction", "original_size", "threshold", "runtime", "frame")
         out = {k: meta[k] for k in keys if k in meta}
         if "timings_ms" in meta and isinstance(meta["timings_ms"], dict):
             out["total_ms"] = meta["timings_ms"].get("total")

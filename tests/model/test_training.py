@@ -311,3 +311,53 @@ def test_flipped_passes_average_the_network_over_mirrored_inputs_and_record_noth
     assert json.loads((run / "summary.json").read_text()) == summary      # not what the appliance runs
     with pytest.raises(SystemExit):
         validate_main(["--checkpoint", str(run / "last.pt"), "--flips", "3"])
+
+
+def _synthetic_root(root: Path, n: int, seed: int, size=(300, 280)) -> Path:
+    for sub in ("images", "labels", "fov"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        rgb, vessels, fov = make_fundus(size[0], size[1], seed=seed + i)
+        cv2.imwrite(str(root / "images" / ("%02d.png" % i)), rgb[:, :, ::-1])
+        cv2.imwrite(str(root / "labels" / ("%02d.png" % i)), vessels.astype(np.uint8) * 255)
+        cv2.imwrite(str(root / "fov" / ("%02d.png" % i)), fov.astype(np.uint8) * 255)
+    return root
+
+
+def test_a_run_trains_on_several_datasets_with_shares_and_holds_out_images_of_each(dataset, tmp_path):
+    import yaml
+
+    from training.export import main as export_main
+    from training.validate import main as validate_main
+
+    other = _synthetic_root(tmp_path / "OTHER", 3, seed=40, size=(360, 330))
+    run = tmp_path / "run"
+    assert _train(dataset, run, "--data", str(other), "--shares", "3,1", "--max-steps", "3") == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_images"] == ["%s/03" % dataset.name, "OTHER/02"]
+    assert summary["train_images"] == ["%s/%02d" % (dataset.name, i) for i in range(3)] + ["OTHER/00", "OTHER/01"]
+    assert _ckpt(run / "last.pt")["args"]["data"] == [str(dataset), str(other)]
+    assert validate_main(["--checkpoint", str(run / "last.pt")]) == 0        # finds both roots' held-out images
+
+    out = tmp_path / "models" / "multi"
+    assert export_main(["--checkpoint", str(run / "best.pt"), "--out", str(out)]) == 0
+    meta = yaml.safe_load((out / "model.yaml").read_text())
+    provenance = meta["provenance"]["dataset"]
+    assert "%s + OTHER" % dataset.name in provenance and "shares 3,1" in provenance
+    assert "--shares 3,1" in meta["provenance"]["command"]
+
+
+def test_shares_must_match_the_roots_and_be_positive(dataset, tmp_path):
+    assert _train(dataset, tmp_path / "a", "--data", str(dataset), "--shares", "1", "--max-steps", "1") == 2
+    assert _train(dataset, tmp_path / "b", "--shares", "-1", "--max-steps", "1") == 2
+
+
+def test_the_sampler_draws_roots_by_share_and_a_single_root_draws_as_before():
+    from training.data import RootSampler
+
+    sampler = RootSampler([["a0", "a1"], ["b0"]], [0.75, 0.25])
+    draws = [sampler.draw(np.random.default_rng(s)) for s in range(2000)]
+    assert 0.70 < sum(d.startswith("a") for d in draws) / 2000.0 < 0.80
+    single = RootSampler([list(range(7))], [1.0])
+    rng, ref = np.random.default_rng(5), np.random.default_rng(5)
+    assert [single.draw(rng) for _ in range(20)] == [int(ref.integers(7)) for _ in range(20)]

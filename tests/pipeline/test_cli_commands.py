@@ -67,8 +67,8 @@ def test_validate_config_lists_every_error_and_exits_1(tmp_path, capsys):
     assert main(["validate-config", str(p)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == ["%s:2: web.port: expected an integer, got 'http'" % p,
-                     "%s:3: foo: unknown key (allowed here: data_dir, device, ingest, logging, model, pipeline, web)"
-                     % p]
+                     "%s:3: foo: unknown key (allowed here: data_dir, device, dicom, ingest, logging, model, "
+                     "pipeline, web)" % p]
 
 
 def test_bin2png_converts_and_resizes(tmp_path, capsys):

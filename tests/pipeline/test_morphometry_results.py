@@ -81,8 +81,8 @@ def _store_with_results(tmp_path: Path) -> ResultStore:
     morph = M.measure(vessels, fov)
     base = {"source": "a.png", "created": "2026-01-02T03:04:05Z", "morphometry": morph}
     write_result(store.result_dir("a" * 16), files, dict(base, id="a" * 16))
-    identity = {"patient_id": "P-17", "patient_name": "=HYPERLINK(\"x\")", "laterality": "OD",
-                "acquisition_datetime": "2025-12-24T09:00:00Z"}
+    identity = {"patient_id": "P-17", "patient_name": "=HYPERLINK(\"x\")", "laterality": "R",
+                "acquired": "2025-12-24T09:00:00"}      # as pipeline.engine.identity writes them
     write_result(store.result_dir("b" * 16), files, dict(base, id="b" * 16, source="b.png", identity=identity))
     return store
 
@@ -95,7 +95,7 @@ def test_the_csv_has_one_row_per_result_with_patient_eye_and_date(tmp_path):
     by_id = {r["id"]: r for r in table}
     assert by_id["a" * 16]["patient_id"] == "" and by_id["a" * 16]["laterality"] == ""
     b = by_id["b" * 16]
-    assert b["patient_id"] == "P-17" and b["laterality"] == "OD" and b["acquisition_datetime"].startswith("2025")
+    assert b["patient_id"] == "P-17" and b["laterality"] == "R" and b["acquisition_datetime"] == "2025-12-24T09:00:00"
     assert b["patient_name"] == "'=HYPERLINK(\"x\")"          # not a formula in a spreadsheet
     assert float(b["density_fov"]) > 0 and b["optic_disc_found"] in ("true", "false")
     assert set(MEASUREMENT_NAMES) <= set(b)

@@ -132,14 +132,25 @@ def test_staged_config_points_at_the_installed_paths_and_validates(sim_root):
     from vessel_seg.pipeline.appliance.config import load_config
 
     path = os.path.join(sim_root, "etc/vessel-seg/config.yaml")
-    assert mode(path) == 0o640
+    assert mode(path) == 0o600                                     # it holds the page's access token
     cfg = load_config(path)
     assert cfg["data_dir"] == "/var/lib/vessel-seg"
     assert cfg["model"]["bundle"] == "/opt/vessel-seg/models/vessel-unet"
     assert cfg["device"]["runtime"] == "sim"
     text = read(path)
     assert "# Where the appliance keeps its data" in text         # the template's comments are kept
-    assert read(os.path.join(sim_root, "etc/vessel-seg/config.yaml.dist")) == text
+    dist = read(os.path.join(sim_root, "etc/vessel-seg/config.yaml.dist"))
+    assert [ln for ln in text.splitlines() if not ln.startswith("  token:")] == \
+        [ln for ln in dist.splitlines() if not ln.startswith("  token:")]
+
+
+def test_a_fresh_config_gets_its_own_access_token_that_the_world_readable_dist_lacks(sim_root):
+    from vessel_seg.pipeline.appliance.config import load_config
+
+    token = load_config(os.path.join(sim_root, "etc/vessel-seg/config.yaml"))["web"]["token"]
+    assert token and len(token) >= 32
+    dist = os.path.join(sim_root, "etc/vessel-seg/config.yaml.dist")
+    assert load_config(dist)["web"]["token"] is None and token not in read(dist)
 
 
 def test_staged_unit_is_the_repository_unit(sim_root):
@@ -164,7 +175,7 @@ def test_staged_install_records_the_root_only_steps_instead_of_doing_them(sim_ro
     lines = actions(sim_root)
     assert any("useradd --system" in ln and "vessel-seg" in ln for ln in lines)
     assert "chown vessel-seg:vessel-seg /var/lib/vessel-seg/capture" in lines
-    assert "chown root:vessel-seg /etc/vessel-seg/config.yaml" in lines
+    assert "chown vessel-seg:vessel-seg /etc/vessel-seg/config.yaml" in lines
     assert lines[-3:] == ["systemctl daemon-reload", "systemctl enable vessel-seg.service",
                           "systemctl restart vessel-seg.service"]
     assert not any(ln.startswith("usermod") for ln in lines)       # --sim: no NPU group to join

@@ -127,7 +127,9 @@ def test_hostile_corpus_has_every_kind_of_trouble_the_issue_lists(tmp_path):
     assert len(cases) >= 40
     for needle in ("truncated JPEG", "truncated PNG", "truncated TIFF", "zero bytes", "random bytes",
                    "decompression bomb (PNG header 50000x50000)", "JPEG header 65000x65000", "16-bit", "CMYK",
-                   "palette", "RGBA", "symlink to a file outside", "directory", "FIFO", "hostile file name"):
+                   "palette", "RGBA", "symlink to a file outside", "directory", "FIFO", "hostile file name",
+                   "DICOM OP 8-bit JPEG baseline", "DICOM cut in the middle", "DICOM without pixel data",
+                   "unsupported transfer syntax", "65000x65000 pixels"):
         assert needle in kinds, needle
     assert sorted(c.kind for c in cases if c.kind.startswith("EXIF")) == ["EXIF orientation %d" % k
                                                                          for k in range(1, 9)]
