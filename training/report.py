@@ -29,6 +29,29 @@ _UNET_LAYERS = ("3x3 convolutions with batch norm (folded into the convolutions 
                 "max-pooling, 2x2 stride-2 transposed convolutions, skip concatenations, 1x1 head")
 
 
+
+#: A card section measured by another command (``vessel-seg morphometry-check``), kept when the card is rewritten.
+MORPHOMETRY_HEADING = "## Vessel morphometry"
+
+
+def kept_sections(card: Path, heading: str) -> List[str]:
+    """Lines of the existing card's section starting with ``heading`` (up to the next ``## `` or the
+    ``Reproduce:`` line), preceded by a blank line; [] when there is none."""
+    if not card.exists():
+        return []
+    out: List[str] = []
+    inside = False
+    for line in card.read_text().splitlines():
+        if line.startswith(heading):
+            inside = True
+        elif inside and (line.startswith("## ") or line.startswith("Reproduce:")):
+            break
+        if inside:
+            out.append(line)
+    while out and not out[-1].strip():
+        out.pop()
+    return [""] + out if out else []
+
 def _architecture_line(arch: Dict[str, Any]) -> str:
     """The card's one-line description of the bundle's architecture."""
     if arch.get("arch") == "unet":
@@ -184,6 +207,7 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], basel
         notes = bundle / "TRAINING_NOTES.md"
         if notes.exists():
             lines += ["", notes.read_text().strip()]
+    lines += kept_sections(bundle / "MODEL_CARD.md", MORPHOMETRY_HEADING)
     lines += ["", "Reproduce: `python -m training.report --data DRIVE_DIR --bundle %s%s --variants-dir DIR` after "
               "`python -m training.variants --data DRIVE_DIR --out DIR`." % (
                   bundle, " --reference %s" % reference if reference else ""), ""]

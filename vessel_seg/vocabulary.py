@@ -24,7 +24,8 @@ OPEN_STATES = (QUEUED, PROCESSING)
 # ------------------------------------------------------------------------------------ stages
 #: The host and device stages of one image, in pipeline order: the keys of result.json ``timings_ms``
 #: (which adds ``total``) and of the per-stage latency metrics.
-STAGE_NAMES = ("decode", "preprocess", "resize", "execute", "write_bin", "render")
+#: ``measure`` is the vessel morphometry (result.json ``morphometry``), timed after ``render``.
+STAGE_NAMES = ("decode", "preprocess", "resize", "execute", "write_bin", "render", "measure")
 TOTAL = "total"
 
 # ------------------------------------------------------------------------------------ result files

@@ -7,10 +7,12 @@ from typing import Any, Dict, Optional
 from flask import Blueprint, Response, redirect, render_template, request, send_file, url_for
 
 from vessel_seg.pipeline.appliance.uploads import SUPPORTED_DESCRIPTION, UploadRejected
+from vessel_seg.pipeline.store.measurements import measurements_csv as store_measurements_csv
 from vessel_seg.vocabulary import is_result_id
 from vessel_seg.web.context import app_config, get_daemon, web_state
 from vessel_seg.web.errors import error_response
 from vessel_seg.web.filters import parse_filters
+from vessel_seg.web.morphometry_view import morphometry_view
 from vessel_seg.web.pagination import parse_page
 from vessel_seg.web.pending import lookup_result
 from vessel_seg.web.presenters import (
@@ -80,7 +82,17 @@ def result_page(result_id: str) -> Any:
         except Exception:
             log.exception("export rows of %s unavailable", result_id)
     return render_template("result.html", r=detail, available=available, base_name=base_name,
-                           exports=exports, status=_status_or_none(), active="results")
+                           exports=exports, morph=morphometry_view(detail.get("morphometry")),
+                           status=_status_or_none(), active="results")
+
+
+@bp.route("/results.csv")
+def measurements_csv() -> Response:
+    """Every finished result's vessel measurements with patient, eye and date (as ``vessel-seg measurements``)."""
+    resp = Response(store_measurements_csv(get_daemon().results), mimetype="text/csv")
+    resp.headers["Content-Disposition"] = 'attachment; filename="vessel-measurements.csv"'
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp
 
 
 @bp.route("/results/<result_id>/<name>")

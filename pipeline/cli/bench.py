@@ -217,8 +217,10 @@ def prepare_input(cfg: Any, image_path: Path) -> Any:
     return stages.prepare(WorkItem(id="0" * 16, sha256="", source=image_path.name, path=image_path)).model_input
 
 
-def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
-    """Images/s with one thread doing every stage per image (no double buffering, no worker threads)."""
+def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path,
+                       stage_ms: Optional[Dict[str, List[float]]] = None) -> float:
+    """Images/s with one thread doing every stage per image (no double buffering, no worker threads);
+    each timed image's stage times (result.json ``timings_ms``) are appended to ``stage_ms`` when given."""
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device, runtime_name_and_precision
     from vessel_seg.pipeline.engine.stages import ModelInfo, SequentialRunner, Stages, StageSettings, WorkItem
 
@@ -233,7 +235,10 @@ def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path) -> float:
         runner.process(items[0])                # warm-up, not timed
         t0 = time.perf_counter()
         for item in items:
-            runner.process(item)
+            job = runner.process(item)
+            if stage_ms is not None:
+                for stage, ms in job.timings_ms.items():
+                    stage_ms.setdefault(stage, []).append(float(ms))
         return len(items) / (time.perf_counter() - t0)
     finally:
         device.close()
@@ -564,7 +569,7 @@ def format_report(rep: Dict[str, Any]) -> str:
             lines.append("%-10s %-5s %-28s %10.2f %10.2f %10.2f %8.2fx %8.2fx %8.0f" % (
                 entry["size"], mode, desc, m["execute_only_ips"], m["end_to_end_ips"], m["sequential_ips"],
                 m["e2e_vs_execute_only"], m["double_buffered_vs_sequential"], m["host_cpu_ms_per_image"]))
-    stages = ("decode", "preprocess", "resize", "write_bin", "render")
+    stages = ("decode", "preprocess", "resize", "write_bin", "render", "measure")
     lines.append("")
     lines.append("%-10s %s %8s %15s %9s %12s %11s" % (
         "size", " ".join("%10s" % s for s in stages), "CPU ms", "latency med/p95", "peak RSS", "bytes/result",

@@ -40,6 +40,10 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
                      _CLI + "export:add_retry_arguments", _CLI + "export:run_retry"),
     "evaluate": ("score the model on a labelled dataset (e.g. DRIVE) through the product path",
                  _CLI + "evaluate:add_arguments", _CLI + "evaluate:run"),
+    "morphometry-check": ("validate the vessel measurements: ours vs the same on manual labels (Pearson r, bias)",
+                          _CLI + "morphometry_check:add_arguments", _CLI + "morphometry_check:run"),
+    "measurements": ("write the vessel measurements of every result as CSV (patient, eye, date, measures)",
+                     _CLI + "measurements:add_arguments", _CLI + "measurements:run"),
 }
 
 

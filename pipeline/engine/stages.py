@@ -21,6 +21,8 @@ from vessel_seg.pipeline.engine.binfile import probability_to_bytes
 from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
 from vessel_seg.pipeline.engine.dicom_decode import decode_input
 from vessel_seg.pipeline.engine.fullsize import encode_fov_png, full_probability
+from vessel_seg.pipeline.engine.morphometry import VERSION as MORPHOMETRY_VERSION
+from vessel_seg.pipeline.engine.morphometry import in_original_pixels, measure_probability
 from vessel_seg.pipeline.engine.render import render_outputs, render_summary
 from vessel_seg.pipeline.shared.preprocess import (
     Geometry,
@@ -265,15 +267,15 @@ class Stages(object):
         deferred: Tuple[str, ...] = ()
         with _Timer(job, "render"):
             prob512 = np.asarray(job.prob512, dtype=np.float32).reshape(job.pre.geometry.size, job.pre.geometry.size)
+            # the probability at the decoded (working) resolution: the original one unless the decode was reduced
+            prob_work = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
             if self.settings.full_size_images == "on_request":
-                prob_work = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
                 (w, h), (ws, hs) = job.decoded.full_size, job.decoded.size
                 rendered = render_summary(job.decoded.rgb, prob_work, job.pre.fov_original, threshold, alpha,
                                           self.settings.thumb_size, pixel_scale=float(w * h) / float(ws * hs))
                 deferred = DEFERRABLE_RESULT_FILES
             elif job.decoded.scale == 1:
-                prob_full = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
-                rendered = render_outputs(job.decoded.rgb, prob_full, job.pre.fov_original, threshold, alpha,
+                rendered = render_outputs(job.decoded.rgb, prob_work, job.pre.fov_original, threshold, alpha,
                                           self.settings.thumb_size)
             else:
                 full = decode_image(job.item.path, self.settings.max_bytes, self.settings.max_pixels)
@@ -295,12 +297,27 @@ class Stages(object):
             meta["vessel_pixels"] = rendered.vessel_pixels
             meta["overlay_alpha"] = float(alpha)
             meta["measured_at"] = list(job.decoded.size if deferred else job.decoded.full_size)
+        meta["morphometry"] = self.measure(job, prob_work, threshold)
+        meta["timings_ms"]["measure"] = round(job.timings_ms["measure"], 3)
         # the render time is final only now; result.json carries it
         job.timings_ms[TOTAL] = (time.perf_counter() - job.started) * 1000.0
         meta["timings_ms"]["render"] = round(job.timings_ms["render"], 3)
         meta["timings_ms"][TOTAL] = round(job.timings_ms[TOTAL], 3)
         job.result_path = finish_result(out_dir, meta, deferred)
         return job.result_path
+
+    def measure(self, job: Job, prob_work: np.ndarray, threshold: float) -> Dict[str, Any]:
+        """Vessel morphometry of the mask (docs/MORPHOMETRY.md) at the decoded resolution, its pixel values
+        given in the original image's pixels, timed as ``measure``. A failure is logged and recorded as
+        ``{"error": ...}``: a measurement never costs the segmentation result."""
+        assert job.pre is not None and job.decoded is not None
+        with _Timer(job, "measure"):
+            try:
+                found = measure_probability(prob_work, job.pre.fov_original, threshold, job.decoded.rgb)
+                return in_original_pixels(found, job.decoded.full_size[0] / float(job.decoded.size[0]))
+            except Exception as exc:
+                log.exception("morphometry of %s failed", job.item.source)
+                return {"version": MORPHOMETRY_VERSION, "error": "%s: %s" % (type(exc).__name__, exc)}
 
     def finish(self, job: Job) -> Path:
         """write_bin + render; safe to call again after a failure (e.g. disk full)."""

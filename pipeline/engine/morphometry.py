@@ -1,0 +1,418 @@
+"""Retinal vessel morphometry of a binary mask: density (FOV, zones B and C), fractal dimension, tortuosity,
+width, length, branch and end points. Definitions, formulas and references: docs/MORPHOMETRY.md.
+
+Everything is measured on a *working grid*: the FOV's bounding box of the original-geometry mask resampled
+so that the FOV diameter is ``WORK_DIAMETER`` pixels (area-averaged when shrinking, >= 0.5 kept). Lengths
+and widths are reported as fractions of the FOV diameter (``*_fovd``, camera-independent) and in pixels
+of the original image (``*_px`` = fraction x the FOV diameter in original pixels).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from vessel_seg.pipeline.engine.optic_disc import OpticDisc, locate_optic_disc
+from vessel_seg.pipeline.engine.skeleton import neighbour_codes, path_length, thin
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+WORK_DIAMETER = 768                   # working-grid pixels per FOV diameter
+BOX_SIZES_FOVD = (2 / 1024.0, 4 / 1024.0, 8 / 1024.0, 16 / 1024.0, 32 / 1024.0, 64 / 1024.0, 128 / 1024.0)
+MIN_SEGMENT_FOVD = 10 / 1024.0        # segments shorter than this do not enter tortuosity
+MAX_DENSITY = 0.35                    # above: not a vessel tree (retinas: 0.05-0.25); no skeleton measures
+MAX_THINNING_FOVD = 0.05             # thinning stops after this many FOV diameters of erosion (vessels: < 0.01)
+SMOOTH_FOVD = 6 / 1024.0              # Gaussian sigma along a segment for its curvature
+ZONE_B = (2.0, 3.0)                   # zone B: 2..3 disc radii from the disc centre (0.5..1 DD from its margin)
+ZONE_C = (2.0, 5.0)                   # zone C: 2..5 disc radii (0.5..2 DD from the margin)
+WIDTH_BIN_FOVD = 0.002                # width histogram: bins of 0.002 FOV diameters ...
+WIDTH_BINS = 15                       # ... from 0 to 0.03 (the last bin takes everything wider)
+
+
+@dataclass
+class WorkGrid:
+    """The mask and FOV on the working grid, and how it maps back to the original."""
+
+    mask: np.ndarray          # bool (h, w)
+    fov: np.ndarray           # bool (h, w)
+    bbox: Tuple[int, int, int, int]   # FOV bounding box in the original: x, y, w, h
+    diameter: float           # FOV diameter in original pixels
+    scale: float              # working pixels per original pixel
+
+    def to_work(self, x: float, y: float) -> Tuple[float, float]:
+        """Original pixel coordinates -> working grid coordinates."""
+        bx, by = self.bbox[0], self.bbox[1]
+        return (x - bx + 0.5) * self.scale - 0.5, (y - by + 0.5) * self.scale - 0.5
+
+
+def _resample(binary: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Binary image (bool, or uint8 0/255) -> ``size`` (w, h), kept where the resampled value is >= 128.
+
+    Shrinking by r >= 2 first averages k x k blocks (k = floor(r): OpenCV's fast integer INTER_AREA path),
+    then interpolates bilinearly to the exact size; growing is bilinear."""
+    src = binary.view(np.uint8) * np.uint8(255) if binary.dtype == bool else binary
+    k = int(min(src.shape[1] / float(size[0]), src.shape[0] / float(size[1])))
+    if k >= 2:
+        h, w = (src.shape[0] // k) * k, (src.shape[1] // k) * k
+        src = cv2.resize(src[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    return cv2.resize(src, size, interpolation=cv2.INTER_LINEAR) >= 128
+
+
+def fov_box(fov: np.ndarray) -> Tuple[int, int, int, int]:
+    """Bounding box (x, y, w, h) of the FOV; ValueError when it is empty."""
+    bx, by, bw, bh = cv2.boundingRect(np.ascontiguousarray(fov).view(np.uint8))
+    if bw == 0 or bh == 0:
+        raise ValueError("empty field of view")
+    return int(bx), int(by), int(bw), int(bh)
+
+
+def work_grid(mask_box: np.ndarray, fov_box_: np.ndarray, bbox: Tuple[int, int, int, int],
+              work_diameter: int = WORK_DIAMETER) -> WorkGrid:
+    """Mask and FOV already cut to the FOV's bounding box ``bbox``, resampled so the FOV diameter is
+    ``work_diameter`` pixels."""
+    if mask_box.dtype != np.uint8:
+        mask_box = np.asarray(mask_box, dtype=bool)
+    fov_box_ = np.asarray(fov_box_, dtype=bool)
+    if mask_box.shape != fov_box_.shape or mask_box.shape != (bbox[3], bbox[2]):
+        raise ValueError("mask %s and FOV %s do not match the box %s" % (mask_box.shape, fov_box_.shape, bbox))
+    diameter = float(max(bbox[2], bbox[3]))
+    scale = work_diameter / diameter
+    size = (max(1, int(round(bbox[2] * scale))), max(1, int(round(bbox[3] * scale))))
+    m = _resample(mask_box, size)
+    # the FOV is a smooth disc: nearest-neighbour sampling is exact to a working pixel and much cheaper
+    f = cv2.resize(fov_box_.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return WorkGrid(mask=m & f, fov=f, bbox=bbox, diameter=diameter, scale=scale)
+
+
+# ------------------------------------------------------------------------------------------- fractal dimension
+def box_counts(binary: np.ndarray, sizes: List[int]) -> List[int]:
+    """Number of boxes of each size (powers of two, ascending) on the image's grid holding a foreground pixel."""
+    if any(s & (s - 1) or s < 1 for s in sizes):
+        raise ValueError("box sizes must be powers of two")
+    top = max(sizes)
+    h, w = binary.shape
+    ph, pw = -(-h // top) * top, -(-w // top) * top
+    a = np.zeros((ph, pw), dtype=bool)
+    a[:h, :w] = binary
+    counts = {}
+    s = 1
+    while True:
+        if s in sizes:
+            counts[s] = int(np.count_nonzero(a))
+        if s >= top:
+            break
+        a = a[0::2, 0::2] | a[1::2, 0::2] | a[0::2, 1::2] | a[1::2, 1::2]
+        s *= 2
+    return [counts[s] for s in sizes]
+
+
+def box_counting_dimension(binary: np.ndarray, sizes: List[int]) -> Optional[float]:
+    """Minus the least-squares slope of log N(s) against log s; None for an empty image."""
+    n = np.array(box_counts(binary, sizes), dtype=np.float64)
+    ok = n > 0
+    if np.count_nonzero(ok) < 2:
+        return None
+    s = np.array(sizes, dtype=np.float64)[ok]
+    slope = np.polyfit(np.log(s), np.log(n[ok]), 1)[0]
+    return float(-slope)
+
+
+def _box_sizes(work_diameter: int) -> List[int]:
+    """The box sizes of BOX_SIZES_FOVD in working pixels (powers of two, at least 1, distinct)."""
+    out = []
+    for f in BOX_SIZES_FOVD:
+        s = 2 ** int(round(math.log(max(f * work_diameter, 1.0), 2)))
+        if s not in out:
+            out.append(s)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- skeleton graph
+def classify_skeleton(skel: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(end-point mask, branch-point mask) of a skeleton, from each pixel's 8-neighbourhood:
+    an end has one neighbour, or two that touch; a branch pixel has 3 or more separate runs of neighbours."""
+    h, w = skel.shape
+    padded = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    padded[1:-1, 1:-1] = skel
+    flat = padded.reshape(-1)
+    idx = np.flatnonzero(flat)
+    width = w + 2
+    offsets = np.array([-width, -width + 1, 1, width + 1, width, width - 1, -1, -width - 1], dtype=np.int64)
+    code = neighbour_codes(flat, idx, offsets)
+    n_nb = _POPCOUNT[code]
+    runs = _RUNS[code]
+    end = (n_nb == 1) | ((n_nb == 2) & (runs == 1))
+    branch = runs >= 3
+    rows, cols = np.divmod(idx, width)
+    end_mask = np.zeros((h, w), dtype=bool)
+    branch_mask = np.zeros((h, w), dtype=bool)
+    end_mask[rows[end] - 1, cols[end] - 1] = True
+    branch_mask[rows[branch] - 1, cols[branch] - 1] = True
+    return end_mask, branch_mask
+
+
+def _luts() -> Tuple[np.ndarray, np.ndarray]:
+    pop = np.array([bin(c).count("1") for c in range(256)], dtype=np.uint8)
+    runs = np.zeros(256, dtype=np.uint8)
+    for c in range(256):
+        p = [(c >> k) & 1 for k in range(8)]
+        runs[c] = sum(1 for k in range(8) if p[k] == 0 and p[(k + 1) % 8] == 1)
+    runs[255] = 1
+    return pop, runs
+
+
+_POPCOUNT, _RUNS = _luts()
+
+
+@dataclass
+class Segments:
+    """Per-segment arc length, chord and absolute turning (working pixels / radians)."""
+
+    arc: np.ndarray
+    chord: np.ndarray
+    turning: np.ndarray
+
+
+def segment_stats(segments: np.ndarray, smooth_sigma: float) -> Segments:
+    """Measure every branch-free piece of skeleton: ordered by its outer contour (out along the piece and
+    back), arc = half the contour length, chord = distance between the two turn-back points (its ends),
+    turning = (sum of |tangent angle change| of the Gaussian-smoothed contour - 2 pi) / 2."""
+    found = cv2.findContours(segments.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contours = found[0] if len(found) == 2 else found[1]
+    contours = [c for c in contours if len(c) >= 2]
+    if not contours:
+        empty = np.zeros(0, dtype=np.float64)
+        return Segments(empty, empty, empty)
+    lengths = np.array([len(c) for c in contours], dtype=np.int64)
+    pts = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    cid = np.repeat(np.arange(len(contours)), lengths)
+    pos = np.arange(len(pts)) - starts[cid]
+    n = lengths[cid]
+
+    def shifted(k: int) -> np.ndarray:
+        return starts[cid] + (pos + k) % n
+
+    nxt, prv = shifted(1), shifted(-1)
+    # ends: the contour turns back on itself there (previous point == next point)
+    is_end = (pts[prv, 0] == pts[nxt, 0]) & (pts[prv, 1] == pts[nxt, 1])
+    end_idx = np.flatnonzero(is_end)
+    n_ends = np.bincount(cid[end_idx], minlength=len(contours))
+    chord = np.full(len(contours), np.nan)
+    two = n_ends[cid[end_idx]] == 2
+    pair = end_idx[two].reshape(-1, 2)
+    if pair.size:
+        d = np.hypot(pts[pair[:, 0], 0] - pts[pair[:, 1], 0], pts[pair[:, 0], 1] - pts[pair[:, 1], 1])
+        chord[cid[pair[:, 0]]] = d
+    # smoothing along the (closed) contour: three circular moving averages (about a Gaussian of smooth_sigma)
+    half = max(1, int(round(0.5 * (math.sqrt(4.0 * smooth_sigma ** 2 + 1.0) - 1.0))))
+    smooth = pts
+    for _ in range(3):
+        smooth = _circular_mean(smooth, starts, lengths, cid, pos, half)
+    tan = smooth[nxt] - smooth
+    # arc: the smoothed path (half the closed contour), plus the pull of the smoothing at each end
+    step = np.hypot(tan[:, 0], tan[:, 1])
+    pull = np.where(is_end, np.hypot(*(smooth - pts).T), 0.0)
+    arc = (np.bincount(cid, weights=step, minlength=len(contours)) / 2.0
+           + np.bincount(cid, weights=pull, minlength=len(contours)))
+    angle = np.arctan2(tan[:, 1], tan[:, 0])
+    valid = step > 1e-9
+    dtheta = angle - angle[prv]
+    dtheta = np.abs((dtheta + np.pi) % (2.0 * np.pi) - np.pi)
+    dtheta[~(valid & valid[prv])] = 0.0
+    # the exact reversals at the two ends (|dtheta| = pi each) are not vessel curvature
+    dtheta[is_end] = 0.0
+    total = np.bincount(cid, weights=dtheta, minlength=len(contours))
+    turning = total / 2.0
+    return Segments(arc=arc, chord=chord, turning=turning)
+
+
+def _circular_mean(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, cid: np.ndarray,
+                   pos: np.ndarray, half: int) -> np.ndarray:
+    """Mean over positions pos-half .. pos+half of each closed sequence (concatenated; wrapping around)."""
+    csum = np.cumsum(values, axis=0)
+    before = np.zeros_like(values)                  # sum of everything before each sequence's start
+    first = starts[cid] > 0
+    before[first] = csum[starts[cid][first] - 1]
+    n = lengths[cid]
+    total = csum[starts[cid] + n - 1] - before
+
+    def upto(j: np.ndarray) -> np.ndarray:
+        """Sum of positions 0..j of each sequence, j may leave 0..n-1 (whole turns added)."""
+        turns, rest = np.divmod(j, n)
+        return csum[starts[cid] + rest] - before + turns[:, None] * total
+
+    return (upto(pos + half) - upto(pos - half - 1)) / float(2 * half + 1)
+
+
+# ------------------------------------------------------------------------------------------- the measurement
+def _ratio(num: float, den: float) -> Optional[float]:
+    return float(num) / float(den) if den > 0 else None
+
+
+def _r(value: Optional[float], digits: int = 6) -> Optional[float]:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def zone_masks(shape: Tuple[int, int], centre: Tuple[float, float], radius: float
+               ) -> Dict[str, np.ndarray]:
+    """Zone B and zone C rings (bool masks of ``shape``) around a disc centre (x, y) of ``radius`` pixels."""
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    d2 = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2
+    out = {}
+    for name, (lo, hi) in (("zone_b", ZONE_B), ("zone_c", ZONE_C)):
+        out[name] = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
+    return out
+
+
+def measure(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray] = None,
+            disc: Optional[OpticDisc] = None, work_diameter: int = WORK_DIAMETER) -> Dict[str, Any]:
+    """Every measurement of docs/MORPHOMETRY.md for one binary vessel mask in the original geometry.
+
+    ``rgb`` (the photograph) is needed to locate the optic disc unless ``disc`` is given; without either,
+    the zone densities are null with the reason.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    fov = np.asarray(fov, dtype=bool)
+    if mask.shape != fov.shape:
+        raise ValueError("mask %s and FOV %s differ in size" % (mask.shape, fov.shape))
+    bx, by, bw, bh = box = fov_box(fov)
+    crop = (slice(by, by + bh), slice(bx, bx + bw))
+    return _measure_box(mask[crop], fov[crop], None if rgb is None else rgb[crop], box, disc, work_diameter)
+
+
+def measure_probability(prob: np.ndarray, fov: np.ndarray, threshold: float, rgb: Optional[np.ndarray] = None,
+                        work_diameter: int = WORK_DIAMETER) -> Dict[str, Any]:
+    """:func:`measure` of the mask ``prob >= threshold``, thresholded only inside the FOV's box (cheaper)."""
+    bx, by, bw, bh = box = fov_box(fov)
+    crop = (slice(by, by + bh), slice(bx, bx + bw))
+    mask = cv2.compare(np.asarray(prob[crop], dtype=np.float32), float(threshold), cv2.CMP_GE)   # uint8 0/255
+    return _measure_box(mask, fov[crop], None if rgb is None else rgb[crop], box, None, work_diameter)
+
+
+def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], box: Tuple[int, int, int, int],
+                 disc: Optional[OpticDisc], work_diameter: int) -> Dict[str, Any]:
+    """:func:`measure` on mask, FOV and photograph cut to the FOV's box (at ``box`` in the original)."""
+    g = work_grid(mask, fov, box, work_diameter)
+    wd = float(work_diameter)
+    fov_px = int(np.count_nonzero(g.fov))
+    vessel_px = int(np.count_nonzero(g.mask))
+    out: Dict[str, Any] = {"version": VERSION, "working_fov_diameter_px": int(work_diameter),
+                           "fov_diameter_px": round(g.diameter, 1)}
+    # density
+    density: Dict[str, Any] = {"fov": _r(_ratio(vessel_px, fov_px)), "zone_b": None, "zone_c": None,
+                               "zone_reason": None}
+    if disc is None:
+        if rgb is None:
+            disc = OpticDisc(found=False, reason="no photograph given to locate the optic disc")
+        else:
+            local = locate_optic_disc(rgb, fov, vessels=mask, bbox=(0, 0, box[2], box[3]))
+            disc = local if not local.found else OpticDisc(
+                found=True, x=float(local.x or 0.0) + box[0], y=float(local.y or 0.0) + box[1],
+                radius=local.radius, contrast=local.contrast)
+    out["optic_disc"] = disc.to_dict(g.diameter)
+    if disc.found:
+        assert disc.x is not None and disc.y is not None and disc.radius is not None
+        centre = g.to_work(disc.x, disc.y)
+        zones = zone_masks(g.mask.shape, centre, disc.radius * g.scale)
+        for name, zone in zones.items():
+            zf = zone & g.fov
+            density[name] = _r(_ratio(np.count_nonzero(g.mask & zf), np.count_nonzero(zf)))
+            ring_area = float(np.count_nonzero(zone)) or 1.0
+            density[name + "_fov_coverage"] = _r(np.count_nonzero(zf) / ring_area, 4)
+        if density["zone_b"] is None:
+            density["zone_reason"] = "zones lie outside the field of view"
+    else:
+        density["zone_reason"] = "optic disc not found: %s" % disc.reason
+    out["density"] = density
+    density_fov = density["fov"] or 0.0
+    if density_fov > MAX_DENSITY:
+        return _not_a_vessel_tree(out, "vessel density %.2f > %.2f: the mask is not a vessel tree"
+                                  % (density_fov, MAX_DENSITY))
+    # skeleton and its graph
+    skel = thin(g.mask, max_iterations=max(1, int(math.ceil(MAX_THINNING_FOVD * wd))))
+    end_mask, branch_mask = classify_skeleton(skel)
+    n_branch = 0
+    if branch_mask.any():
+        n_branch = cv2.connectedComponents(branch_mask.view(np.uint8), connectivity=8)[0] - 1
+    out["end_points"] = int(np.count_nonzero(end_mask))
+    out["branch_points"] = int(n_branch)
+    # fractal dimension
+    sizes = _box_sizes(work_diameter)
+    out["fractal_dimension"] = {"mask": _r(box_counting_dimension(g.mask, sizes), 4),
+                                "skeleton": _r(box_counting_dimension(skel, sizes), 4),
+                                "box_sizes_fovd": [round(s / wd, 6) for s in sizes]}
+    # length
+    total_len = path_length(skel)
+    out["length"] = {"total_fovd": _r(total_len / wd, 4), "total_px": _r(total_len / g.scale, 1)}
+    # tortuosity over branch-free segments
+    near_branch = cv2.dilate(branch_mask.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    seg = segment_stats(skel & ~near_branch, SMOOTH_FOVD * wd)
+    use = (seg.arc >= MIN_SEGMENT_FOVD * wd) & np.isfinite(seg.chord) & (seg.chord > 0)
+    arc, chord, turn = seg.arc[use], seg.chord[use], seg.turning[use]
+    tort: Dict[str, Any] = {"arc_chord": None, "curvature_rad_per_fovd": None, "segments": int(arc.size)}
+    if arc.size:
+        tort["arc_chord"] = _r(float(np.sum(arc * (arc / chord)) / np.sum(arc)), 5)
+        tort["curvature_rad_per_fovd"] = _r(float(np.sum(turn) / np.sum(arc)) * wd, 4)
+    out["tortuosity"] = tort
+    # width: 2 x (distance to the background) - 1 at every skeleton pixel away from branch points
+    out["width"] = _width(g, skel & ~near_branch)
+    return out
+
+
+def _not_a_vessel_tree(out: Dict[str, Any], reason: str) -> Dict[str, Any]:
+    """The skeleton-based measurements as null, with the reason (``not_measured``)."""
+    log.warning("morphometry: %s", reason)
+    out.update({"not_measured": reason, "end_points": None, "branch_points": None,
+                "fractal_dimension": {"mask": None, "skeleton": None, "box_sizes_fovd": []},
+                "length": {"total_fovd": None, "total_px": None},
+                "tortuosity": {"arc_chord": None, "curvature_rad_per_fovd": None, "segments": 0},
+                "width": {"mean_fovd": None, "mean_px": None, "median_fovd": None, "p90_fovd": None, "samples": 0,
+                          "histogram": {"bin_fovd": WIDTH_BIN_FOVD, "fraction": [0.0] * WIDTH_BINS}}})
+    return out
+
+
+def _width(g: WorkGrid, centre: np.ndarray) -> Dict[str, Any]:
+    wd = float(g.scale * g.diameter)
+    empty = {"mean_fovd": None, "mean_px": None, "median_fovd": None, "p90_fovd": None, "samples": 0,
+             "histogram": {"bin_fovd": WIDTH_BIN_FOVD, "fraction": [0.0] * WIDTH_BINS}}
+    if not centre.any():
+        return empty
+    dist = cv2.distanceTransform(g.mask.view(np.uint8), cv2.DIST_L2, 5)
+    widths = np.maximum(2.0 * dist[centre] - 1.0, 1.0) / wd
+    hist = np.bincount(np.minimum((widths / WIDTH_BIN_FOVD).astype(np.int64), WIDTH_BINS - 1),
+                       minlength=WIDTH_BINS).astype(np.float64)
+    hist /= hist.sum()
+    mean = float(widths.mean())
+    return {"mean_fovd": _r(mean), "mean_px": _r(mean * g.diameter, 2),
+            "median_fovd": _r(float(np.median(widths))), "p90_fovd": _r(float(np.percentile(widths, 90))),
+            "samples": int(widths.size),
+            "histogram": {"bin_fovd": WIDTH_BIN_FOVD, "fraction": [round(float(v), 4) for v in hist]}}
+
+
+#: Values in pixels of the image measured (``working_fov_diameter_px`` is the grid's own, not the image's).
+_PIXEL_KEYS = ("fov_diameter_px", "total_px", "mean_px", "radius_px", "x", "y")
+
+
+def in_original_pixels(found: Dict[str, Any], scale: float) -> Dict[str, Any]:
+    """``found`` (measured on an image decoded at 1/``scale`` of the original) with its pixel values in the
+    original image's pixels; the FOV-diameter fractions do not change. ``scale`` 1 returns it as it is."""
+    if scale == 1.0:
+        return found
+
+    def scaled(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: (round(float(v) * scale, 2) if k in _PIXEL_KEYS and isinstance(v, (int, float))
+                        and not isinstance(v, bool) else scaled(v)) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [scaled(v) for v in obj]
+        return obj
+
+    return scaled(found)
