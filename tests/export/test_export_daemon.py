@@ -7,10 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from pacs_helpers import export_config
-from pipefakes import fundus_like, tiny_bundle, write_image
+from pipefakes import InProcessDaemons, daemon_config, fundus_like, tiny_bundle, wait_until, write_image
 
-from vessel_seg.pipeline.appliance.config import default_config
-from vessel_seg.pipeline.appliance.daemon import Daemon
 from vessel_seg.pipeline.cli.main import main as cli
 from vessel_seg.web import create_app
 
@@ -21,39 +19,17 @@ def bundle(tmp_path_factory):
 
 
 def _cfg(tmp_path, bundle, export):
-    c = default_config()
-    c["data_dir"] = str(tmp_path / "data")
-    c["device"]["runtime"] = "sim"
-    c["model"]["bundle"] = str(bundle)
-    c["web"]["enabled"] = False
-    c["ingest"]["stable_seconds"] = 0.1
-    c["ingest"]["rescan_seconds"] = 1.0
+    c = daemon_config(tmp_path / "data", bundle)
     c["dicom"]["export"].update(export)
     return c
 
 
 @pytest.fixture
 def daemons():
-    started = []
+    started = InProcessDaemons()
+    yield started.start
+    started.stop_all()
 
-    def start(cfg):
-        d = Daemon(cfg, systemd=False)
-        d.start()
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop(10.0)
-
-
-def _wait(pred, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def test_captures_arrive_in_the_pacs_as_seg_and_sc_and_page_api_metrics_show_the_outbox(orthanc, bundle, tmp_path,
@@ -61,7 +37,7 @@ def test_captures_arrive_in_the_pacs_as_seg_and_sc_and_page_api_metrics_show_the
     d = daemons(_cfg(tmp_path, bundle, export_config(orthanc)))
     for i in range(2):
         write_image(d.paths.capture / ("eye%d.png" % i), fundus_like(180, 160, seed=i))
-    _wait(lambda: d.export_status().get("sent") == 4, what="4 objects sent")
+    wait_until(lambda: d.export_status().get("sent") == 4, what="4 objects sent")
     found = orthanc.find_instances()
     assert sorted(i["MainDicomTags"].get("SOPInstanceUID") for i in found) == sorted(
         r["sop_instance_uid"] for r in d.exporter.outbox.listing())
@@ -86,14 +62,14 @@ def test_a_rejection_is_shown_and_retried_from_the_page_and_the_cli(orthanc, bun
     wrong = _cfg(tmp_path, bundle, export_config(orthanc, called_ae_title="NOT-PACS"))
     d = daemons(wrong)
     write_image(d.paths.capture / "eye.png", fundus_like(180, 160, seed=3))
-    _wait(lambda: d.export_status().get("rejected") == 2, what="2 rejections")
+    wait_until(lambda: d.export_status().get("rejected") == 2, what="2 rejections")
     client = create_app(d, dict(d.config["web"])).test_client()
     page = client.get("/").get_data(as_text=True)
     assert "Called AE title not recognised" in page and "Retry rejected exports" in page
 
     resp = client.post("/export/retry", data={"all_rejected": "1"}, headers={"Origin": "http://localhost"})
     assert resp.status_code == 303
-    _wait(lambda: d.export_status().get("rejected") == 2, what="rejected again (the AE title is still wrong)")
+    wait_until(lambda: d.export_status().get("rejected") == 2, what="rejected again (the AE title is still wrong)")
     assert client.post("/export/retry", data={"all_rejected": "1"}).status_code == 403   # cross-site guard
     d.stop(10.0)
 
@@ -106,7 +82,7 @@ def test_a_rejection_is_shown_and_retried_from_the_page_and_the_cli(orthanc, bun
     assert "rejected 2" in out and "Called AE title not recognised" in out
     assert cli(["export-retry", "--all-rejected", "--data-dir", fixed["data_dir"]]) == 0
     assert "2 export(s) pending again" in capsys.readouterr().out
-    _wait(lambda: d2.export_status().get("sent") == 2, timeout=20, what="the CLI retry to be sent")
+    wait_until(lambda: d2.export_status().get("sent") == 2, timeout=20, what="the CLI retry to be sent")
     assert len(orthanc.find_instances()) == 2
 
 
@@ -121,12 +97,12 @@ def test_retention_prunes_a_result_only_after_its_export_was_sent_and_the_page_s
     # its export is sent within the second it was made (else the age test waits for the next hourly pass).
     d.retention.now = lambda: datetime.now(timezone.utc) + timedelta(seconds=5)
     write_image(d.paths.capture / "eye.png", fundus_like(180, 160, seed=5))
-    _wait(lambda: d.export_status().get("pending") == 2 and d.exporter.failures >= 1, what="a pending export")
+    wait_until(lambda: d.export_status().get("pending") == 2 and d.exporter.failures >= 1, what="a pending export")
     rid = d.exporter.outbox.listing()[0]["result_id"]
     d.retention.apply()
     assert d.results.is_complete(rid)                         # kept: its export is pending
     pacs.start()
-    _wait(lambda: not (d.paths.results / rid).exists(), what="the pruning after the send")
+    wait_until(lambda: not (d.paths.results / rid).exists(), what="the pruning after the send")
     assert len(pacs.find_instances()) == 2
     page = create_app(d, dict(d.config["web"])).test_client().get("/").get_data(as_text=True)
     assert 'id="pruned-list"' in page and rid in page and "older than" in page
@@ -141,7 +117,7 @@ def test_a_dicom_capture_comes_back_from_the_pacs_in_its_own_study_referencing_t
     d = daemons(_cfg(tmp_path, bundle, export_config(orthanc)))
     data = dcm.build_dicom(fundus_like(180, 160, seed=7), sop_class=dcm.OP8, uid_seed=77)
     (d.paths.capture / "IM0077").write_bytes(data)
-    _wait(lambda: d.export_status().get("sent") == 2, what="2 objects sent")
+    wait_until(lambda: d.export_status().get("sent") == 2, what="2 objects sent")
     source = "1.2.826.0.1.3680043.10.1234.77"
     arrived = [orthanc.tags(i["ID"]) for i in orthanc.find_instances()]
     assert sorted(t["Modality"] for t in arrived) == ["OP", "SEG"]

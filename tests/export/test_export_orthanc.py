@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from pacs_helpers import DICOMWEB_PLUGIN, REJECTED_PATIENT, export_config, make_result
+from pipefakes import wait_until
 
 from vessel_seg.pipeline.export.exporter import Exporter
 from vessel_seg.pipeline.store.journal import Journal
@@ -38,14 +38,6 @@ def _done(j, store, rid, **kw):
     j.add(rid + "0" * 48, rid + ".png", None, 1)
     j.mark(rid, "done")
 
-
-def _wait(pred, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def _sop_uids(orthanc):
@@ -94,10 +86,10 @@ def test_pacs_down_then_up_every_result_arrives_exactly_once(orthanc_factory, da
     ex = Exporter(j, store, export_config(pacs), backoff_min_s=0.1, backoff_max_s=0.4)
     ex.start()
     try:
-        _wait(lambda: ex.failures >= 2, what="failed attempts while the PACS is down")
+        wait_until(lambda: ex.failures >= 2, what="failed attempts while the PACS is down")
         assert ex.outbox.counts()["pending"] == 6 and ex.status()["last_error"]
         pacs.start()
-        _wait(lambda: ex.outbox.counts()["sent"] == 6, what="the outbox to drain")
+        wait_until(lambda: ex.outbox.counts()["sent"] == 6, what="the outbox to drain")
     finally:
         ex.stop()
     uids = _sop_uids(pacs)
@@ -114,7 +106,7 @@ def test_kill_9_mid_send_then_restart_every_object_arrives_exactly_once(orthanc,
     log = open(str(tmp_path / "worker.log"), "ab")
     proc = subprocess.Popen(worker, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait(lambda: len(orthanc.find_instances()) >= 3 or proc.poll() is not None, what="first arrivals")
+        wait_until(lambda: len(orthanc.find_instances()) >= 3 or proc.poll() is not None, what="first arrivals")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:

@@ -163,3 +163,44 @@ def tiny_bundle(directory: Path, aipp: bool = True, threshold: float = 0.5) -> P
             "preprocess": PreprocessParams().to_dict()}
     write_bundle(str(directory), graph, meta, default_aipp_cfg_text(512, 512) if aipp else None)
     return directory
+
+
+def daemon_config(data_dir: Path, bundle: Path) -> Dict[str, Any]:
+    """A daemon config for in-process tests: the simulator, the tiny bundle, no web, fast ingest."""
+    from vessel_seg.pipeline.appliance.config import default_config
+
+    c = default_config()
+    c["data_dir"] = str(data_dir)
+    c["device"]["runtime"] = "sim"
+    c["model"]["bundle"] = str(bundle)
+    c["web"]["enabled"] = False
+    c["ingest"]["stable_seconds"] = 0.1
+    c["ingest"]["rescan_seconds"] = 1.0
+    return c
+
+
+class InProcessDaemons(object):
+    """Daemons a test starts in its own process (``start(cfg)``), all stopped by ``stop_all``."""
+
+    def __init__(self, default_cfg: Optional[Dict[str, Any]] = None) -> None:
+        self.default_cfg = default_cfg
+        self.started: List[Any] = []
+
+    def start(self, cfg: Optional[Dict[str, Any]] = None) -> Any:
+        from vessel_seg.pipeline.appliance.daemon import Daemon
+
+        d = Daemon(cfg or self.default_cfg, systemd=False)
+        d.start()
+        self.started.append(d)
+        return d
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        for d in self.started:
+            d.stop(timeout)
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """The proving ground's ``wait_for`` at the in-process tests' faster poll."""
+    from vessel_seg.pipeline.proving.supervised import wait_for
+
+    return wait_for(predicate, timeout, what, poll_s=0.05)

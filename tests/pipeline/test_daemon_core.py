@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pipefakes import fundus_like, tiny_bundle, write_image
+from pipefakes import InProcessDaemons, daemon_config, fundus_like, tiny_bundle, wait_until, write_image
 
 import vessel_seg.camera.ingest  # noqa: E402,F401  (the daemon needs the watcher and the journal)
 import vessel_seg.pipeline.store.journal  # noqa: E402,F401
-from vessel_seg.pipeline.appliance.config import default_config
 from vessel_seg.pipeline.appliance.daemon import Daemon, DaemonError  # noqa: E402
 from vessel_seg.pipeline.appliance.recovery import Recovery  # noqa: E402
 
@@ -26,30 +25,16 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture
 def cfg(tmp_path, bundle):
-    c = default_config()
-    c["data_dir"] = str(tmp_path / "data")
-    c["device"]["runtime"] = "sim"
-    c["model"]["bundle"] = str(bundle)
-    c["web"]["enabled"] = False
-    c["ingest"]["stable_seconds"] = 0.1
-    c["ingest"]["rescan_seconds"] = 1.0
+    c = daemon_config(tmp_path / "data", bundle)
     c["pipeline"]["retry_interval_s"] = 0.1
     return c
 
 
 @pytest.fixture
 def running(cfg):
-    daemons = []
-
-    def start(c=None):
-        d = Daemon(c or cfg, systemd=False)
-        d.start()
-        daemons.append(d)
-        return d
-
-    yield start
-    for d in daemons:
-        d.stop(10.0)
+    daemons = InProcessDaemons(cfg)
+    yield daemons.start
+    daemons.stop_all()
 
 
 def _png(path, seed=0):
@@ -60,20 +45,12 @@ def _id(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _wait(pred, timeout=20.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
 
 def test_a_capture_becomes_a_result_and_status_reports_it(running):
     d = running()
     img = _png(d.paths.capture / "a.png")
     rid = _id(img)
-    _wait(lambda: d.results.is_complete(rid) and d.status()["processed"] == 1, what="result")
+    wait_until(lambda: d.results.is_complete(rid) and d.status()["processed"] == 1, what="result")
     s = d.status()
     for key in ("processed", "failed", "queued", "runtime", "runtime_info", "model", "health", "health_reason",
                 "device_state", "throughput_ipm", "stage_latency_ms", "last_hour", "pipeline_state",
@@ -91,10 +68,10 @@ def test_a_capture_becomes_a_result_and_status_reports_it(running):
 def test_same_content_twice_is_recorded_as_duplicate_not_processed_again(running):
     d = running()
     a = _png(d.paths.capture / "a.png", seed=3)
-    _wait(lambda: d.results.is_complete(_id(a)), what="first result")
+    wait_until(lambda: d.results.is_complete(_id(a)), what="first result")
     mtime = os.stat(str(d.paths.results / _id(a) / "result.json")).st_mtime
     (d.paths.capture / "b.png").write_bytes(a.read_bytes())
-    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate recorded")
+    wait_until(lambda: d.metrics.value("duplicates") == 1, what="duplicate recorded")
     time.sleep(0.3)
     assert os.stat(str(d.paths.results / _id(a) / "result.json")).st_mtime == mtime
     assert d.status()["processed"] == 1
@@ -104,7 +81,7 @@ def test_bad_file_is_quarantined_with_a_reason_and_a_failed_journal_row(running)
     d = running()
     bad = d.paths.capture / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR garbage")
-    _wait(lambda: d.status()["failed"] == 1, what="failure")
+    wait_until(lambda: d.status()["failed"] == 1, what="failure")
     (q,) = d.results.quarantined()
     assert q["source"] == "bad.png" and q["reason"] and q["sha256"]
     assert not bad.exists() and (d.paths.quarantine / q["file"]).exists()
@@ -116,11 +93,11 @@ def test_a_duplicate_of_an_item_that_later_fails_is_quarantined_with_it_not_left
     d.scheduler.pause("held by the test", kind="manual")       # the first copy stays queued
     bad = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR garbage"
     (d.paths.capture / "first.png").write_bytes(bad)
-    _wait(lambda: d.status()["queued"] == 1, what="first copy queued")
+    wait_until(lambda: d.status()["queued"] == 1, what="first copy queued")
     (d.paths.capture / "second.png").write_bytes(bad)
-    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate seen while the first is queued")
+    wait_until(lambda: d.metrics.value("duplicates") == 1, what="duplicate seen while the first is queued")
     d.scheduler.resume("manual")
-    _wait(lambda: len(d.results.quarantined()) == 2, what="both copies quarantined")
+    wait_until(lambda: len(d.results.quarantined()) == 2, what="both copies quarantined")
     reasons = {q["source"]: q["reason"] for q in d.results.quarantined()}
     assert reasons["second.png"] == "duplicate_of_failed" and reasons["first.png"] != "duplicate_of_failed"
     assert os.listdir(str(d.paths.capture)) == []
@@ -131,9 +108,9 @@ def test_a_held_duplicate_is_quarantined_even_when_a_retry_requeues_the_failed_i
     d.scheduler.pause("held by the test", kind="manual")
     bad = b""                                                      # an empty file: rejected at decode
     (d.paths.capture / "first.jpg").write_bytes(bad)
-    _wait(lambda: d.status()["queued"] == 1, what="first copy queued")
+    wait_until(lambda: d.status()["queued"] == 1, what="first copy queued")
     (d.paths.capture / "second.png").write_bytes(bad)
-    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate held while the first is queued")
+    wait_until(lambda: d.metrics.value("duplicates") == 1, what="duplicate held while the first is queued")
     mark = d.journal.mark
 
     def mark_then_a_retry_arrives(rid, state, *args, **kwargs):
@@ -145,7 +122,7 @@ def test_a_held_duplicate_is_quarantined_even_when_a_retry_requeues_the_failed_i
 
     d.journal.mark = mark_then_a_retry_arrives
     d.scheduler.resume("manual")
-    _wait(lambda: len(d.results.quarantined()) == 2, what="both copies quarantined")
+    wait_until(lambda: len(d.results.quarantined()) == 2, what="both copies quarantined")
     reasons = {q["source"]: q["reason"] for q in d.results.quarantined()}
     assert reasons == {"first.jpg": "empty_file", "second.png": "duplicate_of_failed"}
     assert os.listdir(str(d.paths.capture)) == []
@@ -156,14 +133,14 @@ def test_a_duplicate_of_an_item_in_flight_is_archived_only_once_the_original_is_
     d = running(cfg)
     d.scheduler.pause("held by the test", kind="manual")
     a = _png(d.paths.capture / "a.png", seed=5)
-    _wait(lambda: d.status()["queued"] == 1, what="first copy queued")
+    wait_until(lambda: d.status()["queued"] == 1, what="first copy queued")
     rid = _id(a)
     (d.paths.capture / "b.png").write_bytes(a.read_bytes())
-    _wait(lambda: d.metrics.value("duplicates") == 1, what="duplicate seen")
+    wait_until(lambda: d.metrics.value("duplicates") == 1, what="duplicate seen")
     time.sleep(0.3)
     assert (d.paths.capture / "b.png").exists()            # not archived while the original may still fail
     d.scheduler.resume("manual")
-    _wait(lambda: d.results.is_complete(rid) and not (d.paths.capture / "b.png").exists(), what="archived")
+    wait_until(lambda: d.results.is_complete(rid) and not (d.paths.capture / "b.png").exists(), what="archived")
     assert sorted(p.name.split("__", 1)[1] for p in d.paths.archive.iterdir()) == ["a.png", "b.png"]
 
 
@@ -173,7 +150,7 @@ def test_upload_is_written_atomically_into_capture_and_processed(running):
     rid = d.submit_upload("../../etc/up load.png", data)
     assert rid == hashlib.sha256(data).hexdigest()[:16]
     assert (d.paths.capture / "up_load.png").read_bytes() == data
-    _wait(lambda: d.results.is_complete(rid), what="uploaded result")
+    wait_until(lambda: d.results.is_complete(rid), what="uploaded result")
     with pytest.raises(ValueError):
         d.submit_upload("x.png", b"not an image")
     with pytest.raises(ValueError):
@@ -207,7 +184,7 @@ def test_uploads_on_a_file_system_without_hard_links_are_published_by_rename_and
     assert published == {"same.png": first, "same__%s.png" % rid2[:8]: second}
     assert not [p for p in d.paths.capture.iterdir() if p.name.endswith(".staged")]
     d.scheduler.resume()
-    _wait(lambda: d.results.is_complete(rid1) and d.results.is_complete(rid2), what="both uploads processed")
+    wait_until(lambda: d.results.is_complete(rid1) and d.results.is_complete(rid2), what="both uploads processed")
 
 
 def test_an_upload_is_stored_under_a_safe_name_with_the_extension_of_its_content(running):
@@ -226,7 +203,7 @@ def test_archive_policy_moves_processed_inputs(running, cfg):
     d = running(cfg)
     img = _png(d.paths.capture / "x.png", seed=7)
     rid = _id(img)
-    _wait(lambda: (d.paths.archive / (rid + "__x.png")).exists(), what="archived input")
+    wait_until(lambda: (d.paths.archive / (rid + "__x.png")).exists(), what="archived input")
     assert not img.exists() and d.results.is_complete(rid)
 
 
@@ -235,7 +212,7 @@ def test_restart_redoes_interrupted_and_incomplete_items_but_not_finished_ones(r
 
     d = running()
     done = _png(d.paths.capture / "done.png", seed=8)
-    _wait(lambda: d.results.is_complete(_id(done)), what="first result")
+    wait_until(lambda: d.results.is_complete(_id(done)), what="first result")
     d.stop(10.0)
     finished_mtime = os.stat(str(d.paths.results / _id(done) / "result.json")).st_mtime
     # an interrupted item and a 'done' item whose result folder lost a file
@@ -252,7 +229,7 @@ def test_restart_redoes_interrupted_and_incomplete_items_but_not_finished_ones(r
     (d.paths.results / rid_b / "mask.png").write_bytes(b"x")
     j.close()
     d2 = running()
-    _wait(lambda: d2.results.is_complete(rid_i) and d2.results.is_complete(rid_b)
+    wait_until(lambda: d2.results.is_complete(rid_i) and d2.results.is_complete(rid_b)
           and d2.status()["processed"] == 3, what="recovered results")
     assert os.stat(str(d2.paths.results / _id(done) / "result.json")).st_mtime == finished_mtime
 
@@ -265,12 +242,12 @@ def test_a_hung_execute_makes_the_daemon_unhealthy_until_it_completes(running, c
     control.set_hang(True)
     try:
         img = _png(d.paths.capture / "h.png", seed=11)
-        _wait(lambda: not d.is_progressing(), what="hang detected")
+        wait_until(lambda: not d.is_progressing(), what="hang detected")
         assert d.status()["health"] == "failed" and "hung" in d.status()["health_reason"]
         assert "hung" in d.status_line()          # what `systemctl status` shows
     finally:
         control.set_hang(False)
-    _wait(lambda: d.results.is_complete(_id(img)), what="result after the hang")
+    wait_until(lambda: d.results.is_complete(_id(img)), what="result after the hang")
     assert d.is_progressing() and d.status()["health"] == "ok"
 
 
@@ -286,7 +263,7 @@ def test_reload_applies_safe_keys_and_reports_the_rest(running, cfg):
     assert changes == {"applied": ["logging.level", "model.threshold"], "restart": ["pipeline.queue_size"]}
     assert d.stages.threshold == 0.8
     img = _png(d.paths.capture / "t.png", seed=12)
-    _wait(lambda: d.results.is_complete(_id(img)), what="result")
+    wait_until(lambda: d.results.is_complete(_id(img)), what="result")
     assert json.loads((d.paths.results / _id(img) / "result.json").read_text())["threshold"] == 0.8
     import logging
     logging.getLogger().setLevel("INFO")
@@ -324,7 +301,7 @@ def test_an_item_the_daemon_died_on_three_times_is_failed_and_quarantined_not_re
     (q,) = d2.results.quarantined()
     assert q["id"] == rid_p and q["reason"] == "interrupted" and q["source"] == "poison.png"
     assert (d2.paths.quarantine / q["file"]).read_bytes()[:4] == b"\x89PNG"
-    _wait(lambda: d2.results.is_complete(rid_s), what="the other interrupted item is processed")
+    wait_until(lambda: d2.results.is_complete(rid_s), what="the other interrupted item is processed")
     time.sleep(0.3)
     assert not d2.results.is_complete(rid_p) and d2.journal.get(rid_p)["state"] == "failed"
     assert not (d2.paths.results / rid_p).exists()            # a failed item leaves no partial result folder
@@ -354,7 +331,7 @@ def test_after_a_crash_the_items_that_were_in_flight_are_redone_alone_before_any
 
     monkeypatch.setattr(Journal, "start", recording_start)
     d2 = running()
-    _wait(lambda: all(d2.results.is_complete(rid) for rid in ids), what="all five processed")
+    wait_until(lambda: all(d2.results.is_complete(rid) for rid in ids), what="all five processed")
     order = [rid for rid, _ in started]
     assert order[:3] == suspects                                  # the suspects first, in their order
     assert all(others == [] for rid, others in started if rid in suspects)   # each alone
@@ -376,7 +353,7 @@ def test_a_capture_whose_ingest_failed_is_offered_again_and_processed(running):
 
     d.journal.add = add_fails_once
     img = _png(d.paths.capture / "retry.png", seed=22)
-    _wait(lambda: d.results.is_complete(_id(img)) and d.journal.get(_id(img))["state"] == "done",
+    wait_until(lambda: d.results.is_complete(_id(img)) and d.journal.get(_id(img))["state"] == "done",
           what="the capture processed after the failed ingest")
     assert failures == ["retry.png"]
 
@@ -394,12 +371,12 @@ def test_content_that_failed_and_is_dropped_in_again_is_retried_not_quarantined_
     d.stages.prepare = prepare
     img = _png(d.paths.capture / "eye.png", seed=23)
     data, rid = img.read_bytes(), _id(img)
-    _wait(lambda: d.journal.get(rid) is not None and d.journal.get(rid)["state"] == "failed", what="failure")
-    _wait(lambda: len(d.results.quarantined()) == 1 and not img.exists(), what="quarantined")
+    wait_until(lambda: d.journal.get(rid) is not None and d.journal.get(rid)["state"] == "failed", what="failure")
+    wait_until(lambda: len(d.results.quarantined()) == 1 and not img.exists(), what="quarantined")
     assert d.journal.get(rid)["attempts"] == 1
     broken["on"] = False                                       # the cause is fixed
     (d.paths.capture / "eye again.png").write_bytes(data)      # and the file dropped in again
-    _wait(lambda: d.results.is_complete(rid) and d.journal.get(rid)["state"] == "done", what="the retried result")
+    wait_until(lambda: d.results.is_complete(rid) and d.journal.get(rid)["state"] == "done", what="the retried result")
     row = d.journal.get(rid)
     assert row["state"] == "done" and row["reason"] is None and row["source"] == "eye again.png"
     assert row["attempts"] == 1                                # a deliberate retry starts the count again
@@ -473,7 +450,7 @@ def test_finished_results_are_checked_for_completeness_after_startup_not_before(
     assert threading.current_thread().name not in checked_in
     assert not d2.results.is_complete(rid)
     release.set()
-    _wait(lambda: d2.results.is_complete(rid), what="the incomplete result redone in the background")
+    wait_until(lambda: d2.results.is_complete(rid), what="the incomplete result redone in the background")
     assert checked_in == ["vs-recovery"]
 
 
@@ -507,7 +484,7 @@ def test_a_journal_error_on_one_recovered_row_does_not_end_the_recovery(running,
     monkeypatch.setattr(Recovery, "recover", recover_with_a_failing_mark)
     d2.start()
     try:
-        _wait(lambda: d2.results.is_complete(rid_kept), what="the row after the failing one")
+        wait_until(lambda: d2.results.is_complete(rid_kept), what="the row after the failing one")
         assert d2._recovery_thread is not None
         d2._recovery_thread.join(5.0)
         assert not d2._recovery_thread.is_alive()
@@ -525,7 +502,7 @@ def test_a_dead_pipeline_thread_stops_the_watchdog_pings_and_shows_in_health(run
 
     d.scheduler.dev_q.get_nowait = crash          # the device thread dies on its next refill
     _png(d.paths.capture / "c.png", seed=29)
-    _wait(lambda: "vs-device" in d.dead_pipeline_threads(), what="the device thread to die")
+    wait_until(lambda: "vs-device" in d.dead_pipeline_threads(), what="the device thread to die")
     assert not d.is_progressing()
     s = d.status()
     assert s["health"] == "failed" and "vs-device" in s["health_reason"]
@@ -553,9 +530,9 @@ def test_the_page_offers_and_serves_original_size_images_made_on_first_request(r
     d = running(cfg)
     img = _png(d.paths.capture / "a.png")
     rid = _id(img)
-    _wait(lambda: d.results.is_complete(rid), what="result")
+    wait_until(lambda: d.results.is_complete(rid), what="result")
     if after == "archive":
-        _wait(lambda: not img.exists(), what="archive")
+        wait_until(lambda: not img.exists(), what="archive")
     folder = d.paths.results / rid
     assert not (folder / "overlay.png").exists()               # not made with the result
     client = create_app(d, dict(cfg["web"])).test_client()

@@ -4,11 +4,10 @@ plain photographs get their identity from a file-name pattern or a sidecar."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from pipefakes import fundus_like, tiny_bundle, write_image
+from pipefakes import InProcessDaemons, daemon_config, fundus_like, tiny_bundle, wait_until, write_image
 
 from vessel_seg.pipeline.appliance.config import default_config
 from vessel_seg.pipeline.appliance.daemon import Daemon
@@ -24,38 +23,16 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture
 def cfg(tmp_path, bundle):
-    c = default_config()
-    c["data_dir"] = str(tmp_path / "data")
-    c["device"]["runtime"] = "sim"
-    c["model"]["bundle"] = str(bundle)
-    c["web"]["enabled"] = False
-    c["ingest"]["stable_seconds"] = 0.1
-    c["ingest"]["rescan_seconds"] = 1.0
+    c = daemon_config(tmp_path / "data", bundle)
     return c
 
 
 @pytest.fixture
 def running(cfg):
-    daemons = []
+    daemons = InProcessDaemons(cfg)
+    yield daemons.start
+    daemons.stop_all()
 
-    def start(c=None):
-        d = Daemon(c or cfg, systemd=False)
-        d.start()
-        daemons.append(d)
-        return d
-
-    yield start
-    for d in daemons:
-        d.stop(10.0)
-
-
-def _wait(pred, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def _drop(folder: Path, name: str, data: bytes) -> Path:
@@ -77,7 +54,7 @@ def test_a_dicom_file_without_extension_is_found_by_content_and_carries_its_iden
     d = running()
     path = _drop(d.paths.capture, "IM000001", dcm.build_dicom(fundus_like(180, 160), syntax=dcm.JPEG_BASELINE))
     rid = result_id(sha256_file(path))
-    _wait(lambda: d.results.is_complete(rid), what="the DICOM result")
+    wait_until(lambda: d.results.is_complete(rid), what="the DICOM result")
     meta = _result(d, rid)
     assert meta["identity"] == {
         "patient_id": "PAT-0042", "patient_name": "DOE, JANE", "birth_date": "1970-01-31", "sex": "F",
@@ -96,13 +73,13 @@ def test_a_multi_frame_file_gives_one_result_per_frame_then_is_archived(running,
     path = _drop(d.paths.capture, "series.dcm", dcm.build_dicom(fundus_like(180, 160), frames=3, uid_seed=7))
     sha = sha256_file(path)
     ids = [result_id(frame_key(sha, i)) for i in range(3)]
-    _wait(lambda: all(d.results.is_complete(r) for r in ids), what="three frame results")
+    wait_until(lambda: all(d.results.is_complete(r) for r in ids), what="three frame results")
     for i, rid in enumerate(ids):
         meta = _result(d, rid)
         assert meta["frame"] == {"index": i, "count": 3, "file_sha256": sha}
         assert meta["identity"]["sop_uid"].endswith(".7.3.1")
         assert d.journal.get(rid)["frame"] == i
-    _wait(lambda: not path.exists(), what="the file archived once every frame is done")
+    wait_until(lambda: not path.exists(), what="the file archived once every frame is done")
     assert (d.paths.archive / ("%s__series.dcm" % result_id(sha))).is_file()
 
 
@@ -126,18 +103,18 @@ def test_bad_dicom_is_quarantined_with_a_reason_and_the_daemon_lives(running, cf
     else:
         data = dcm.build_dicom(fundus_like(400, 300))
     _drop(d.paths.capture, "bad.dcm", data)
-    _wait(lambda: _quarantine_reasons(d), what="the quarantine")
+    wait_until(lambda: _quarantine_reasons(d), what="the quarantine")
     (info,) = _quarantine_reasons(d).values()
     assert info["reason"].startswith(reason), info
     good = _drop(d.paths.capture, "good.dcm", dcm.build_dicom(img, uid_seed=2))
-    _wait(lambda: d.results.is_complete(result_id(sha256_file(good))), what="the next good file")
+    wait_until(lambda: d.results.is_complete(result_id(sha256_file(good))), what="the next good file")
 
 
 def test_a_file_without_extension_that_is_not_dicom_is_left_alone(running):
     d = running()
     (d.paths.capture / "README").write_text("notes of the technician\n")
     good = _drop(d.paths.capture, "x.dcm", dcm.build_dicom(fundus_like(180, 160)))
-    _wait(lambda: d.results.is_complete(result_id(sha256_file(good))), what="the DICOM result")
+    wait_until(lambda: d.results.is_complete(result_id(sha256_file(good))), what="the DICOM result")
     assert (d.paths.capture / "README").is_file()
     assert not _quarantine_reasons(d)
     assert d.journal.counts()["failed"] == 0
@@ -151,7 +128,7 @@ def test_a_plain_image_takes_its_identity_from_the_name_pattern_and_the_sidecar(
     named = write_image(d.paths.capture / "P77_OS_20240102.png", fundus_like(180, 160, seed=1))
     anonymous = write_image(d.paths.capture / "img.png", fundus_like(180, 160, seed=2))
     rid, anon = result_id(sha256_file(named)), result_id(sha256_file(anonymous))
-    _wait(lambda: d.results.is_complete(rid) and d.results.is_complete(anon), what="two results")
+    wait_until(lambda: d.results.is_complete(rid) and d.results.is_complete(anon), what="two results")
     assert _result(d, rid)["identity"] == {"patient_id": "P77", "patient_name": "ROE, RICHARD",
                                            "laterality": "L", "acquired": "2024-01-02"}
     assert "identity" not in _result(d, anon)
@@ -179,7 +156,7 @@ def test_an_instance_sent_by_storescu_becomes_a_result_with_its_identity(running
     out = subprocess.run(["storescu", "-xy", "-aet", "VISUCAM", "-aec", "VESSELSEG", "127.0.0.1", str(port),
                           str(src)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     assert out.returncode == 0, out.stdout
-    _wait(lambda: d.journal.counts()["done"] == 1, what="the received instance processed")
+    wait_until(lambda: d.journal.counts()["done"] == 1, what="the received instance processed")
     (row,) = d.journal.list()
     assert row["source"].startswith("rx_") and row["identity"]["sop_uid"].endswith(".11.3.1")
     assert _result(d, row["id"])["identity"]["patient_id"] == "PAT-0042"
@@ -230,7 +207,7 @@ def test_no_patient_data_reaches_the_info_log(running, cfg, caplog):
     dicom = _drop(d.paths.capture, "scan.dcm", dcm.build_dicom(fundus_like(180, 160), uid_seed=21))
     named = write_image(d.paths.capture / "SECRET42_OD_20240102.png", fundus_like(180, 160, seed=4))
     ids = [result_id(sha256_file(p)) for p in (dicom, named)]
-    _wait(lambda: all(d.results.is_complete(r) for r in ids), what="two results")
+    wait_until(lambda: all(d.results.is_complete(r) for r in ids), what="two results")
     text = "\n".join(r.getMessage() for r in caplog.records if r.levelno <= logging.INFO)
     for secret in ("PAT-0042", "DOE", "JANE", "SECRET42", "1.2.826.0.1.3680043.10.1234.21"):
         assert secret not in text, secret
@@ -249,7 +226,7 @@ def test_queued_frames_left_in_the_journal_are_redone_after_a_restart(running, c
                      file_sha256=sha, identity=identity)[0] for i in range(2)]
         j.start(ids[1])
     d = running()
-    _wait(lambda: all(d.results.is_complete(r) for r in ids), what="both frames redone")
+    wait_until(lambda: all(d.results.is_complete(r) for r in ids), what="both frames redone")
     assert [_result(d, r)["frame"]["index"] for r in ids] == [0, 1]
     assert _result(d, ids[1])["identity"] == identity
 
@@ -272,7 +249,7 @@ def test_a_bad_frame_fails_alone_and_the_file_is_quarantined_once_every_frame_se
     path = _drop(d.paths.capture, "partly.dcm", buf.getvalue())
     sha = sha256_file(path)
     ids = [result_id(frame_key(sha, i)) for i in range(3)]
-    _wait(lambda: _quarantine_reasons(d), what="the file quarantined")
+    wait_until(lambda: _quarantine_reasons(d), what="the file quarantined")
     assert d.results.is_complete(ids[0]) and d.results.is_complete(ids[2])
     assert d.journal.get(ids[1])["state"] == "failed"
     (info,) = _quarantine_reasons(d).values()
