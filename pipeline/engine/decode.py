@@ -15,7 +15,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Type
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -46,6 +46,19 @@ class DecodeError(Exception):
         super().__init__("%s: %s" % (reason, detail))
         self.reason = reason
         self.detail = detail
+
+
+def check_file_size(path: Path, max_bytes: int, error: Type[DecodeError] = DecodeError) -> int:
+    """The file's size; ``error`` (a DecodeError) when it cannot be read, is empty or is over ``max_bytes``."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise error(UNREADABLE, "cannot stat the file: %s" % exc)
+    if size == 0:
+        raise error(EMPTY, "the file is empty (0 bytes)")
+    if size > max_bytes:
+        raise error(TOO_LARGE, "%d bytes exceeds the limit of %d bytes (ingest.max_bytes)" % (size, max_bytes))
+    return size
 
 
 @dataclass
@@ -144,14 +157,7 @@ def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int, min_side: i
     least ``min_side`` pixels (``DecodedImage.scale``, ``original_size``); other formats at full size.
     """
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise DecodeError(UNREADABLE, "cannot stat the file: %s" % exc)
-    if size == 0:
-        raise DecodeError(EMPTY, "the file is empty (0 bytes)")
-    if size > max_bytes:
-        raise DecodeError(TOO_LARGE, "%d bytes exceeds the limit of %d bytes (ingest.max_bytes)" % (size, max_bytes))
+    check_file_size(p, max_bytes)
     try:
         fh = open(str(p), "rb")
     except OSError as exc:

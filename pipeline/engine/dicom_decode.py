@@ -22,14 +22,12 @@ import numpy as np
 from PIL import Image
 
 from vessel_seg.pipeline.engine.decode import (
-    EMPTY,
     MIN_SIDE,
-    TOO_LARGE,
     TOO_MANY_PIXELS,
     TOO_SMALL,
-    UNREADABLE,
     DecodedImage,
     DecodeError,
+    check_file_size,
     decode_image,
 )
 from vessel_seg.vocabulary import (
@@ -77,14 +75,7 @@ def _pydicom() -> Any:
 def read_dataset(path: os.PathLike, max_bytes: int, stop_before_pixels: bool = False) -> Any:
     """The parsed dataset of a DICOM file; DicomError when it is not one, too big or unreadable."""
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise DicomError(UNREADABLE, "cannot stat the file: %s" % exc)
-    if size == 0:
-        raise DicomError(EMPTY, "the file is empty (0 bytes)")
-    if size > max_bytes:
-        raise DicomError(TOO_LARGE, "%d bytes exceeds the limit of %d bytes (ingest.max_bytes)" % (size, max_bytes))
+    check_file_size(p, max_bytes, DicomError)
     pydicom = _pydicom()
     try:
         ds = pydicom.dcmread(str(p), force=False, stop_before_pixels=stop_before_pixels)
