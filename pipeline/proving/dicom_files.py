@@ -192,3 +192,17 @@ def build_dicom(image: np.ndarray, sop_class: str = OP8, syntax: str = EXPLICIT,
     buf = io.BytesIO()
     ds.save_as(buf, write_like_original=False)
     return buf.getvalue()
+
+
+def edited(data: bytes, **values: object) -> bytes:
+    """``data`` (a DICOM file) re-written with the given attributes set (``PatientName="X"``, ...)."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for key, value in values.items():
+        setattr(ds, key, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, write_like_original=False)
+    return buf.getvalue()

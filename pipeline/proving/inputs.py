@@ -418,20 +418,11 @@ def build_hostile_corpus(capture: Path, secret: Path, seed: int = 7) -> List[Hos
 
 def _dicom_cases(c: "_Corpus", base: np.ndarray, seed: int) -> None:
     """DICOM files: valid ones as cameras write them, and broken, bombing or unsupported ones."""
-    import pydicom
 
     from vessel_seg.pipeline.proving import dicom_files as dcm
 
     def build(n: int, **kw: object) -> bytes:
         return dcm.build_dicom(fundus_rgb(seed + 400 + n, (256, 224)), uid_seed=seed * 1000 + n, **kw)
-
-    def edited(data: bytes, **values: object) -> bytes:
-        ds = pydicom.dcmread(io.BytesIO(data))
-        for key, value in values.items():
-            setattr(ds, key, value)
-        buf = io.BytesIO()
-        ds.save_as(buf, write_like_original=False)
-        return buf.getvalue()
 
     c.file("IM000001", "DICOM OP 8-bit JPEG baseline (YBR_FULL_422), no extension", build(1, syntax=dcm.JPEG_BASELINE),
            [RESULT])
@@ -451,9 +442,9 @@ def _dicom_cases(c: "_Corpus", base: np.ndarray, seed: int) -> None:
            build(8, syntax=dcm.JPEG_LOSSLESS), [QUARANTINE], reason=("dicom_unsupported_transfer_syntax",))
     c.file("ct.dcm", "DICOM of an unsupported SOP class (CT image)", build(9, sop_class="1.2.840.10008.5.1.4.1.1.2"),
            [QUARANTINE], reason=("dicom_unsupported_sop_class",))
-    c.file("bomb.dcm", "DICOM header declaring 65000x65000 pixels", edited(build(10), Rows=65000, Columns=65000),
+    c.file("bomb.dcm", "DICOM header declaring 65000x65000 pixels", dcm.edited(build(10), Rows=65000, Columns=65000),
            [QUARANTINE], reason=("too_many_pixels",))
-    c.file("frames_bomb.dcm", "DICOM declaring 100000 frames", edited(build(11), NumberOfFrames=100000),
+    c.file("frames_bomb.dcm", "DICOM declaring 100000 frames", dcm.edited(build(11), NumberOfFrames=100000),
            [QUARANTINE], reason=("dicom_too_many_frames",))
     c.file("preamble_only", "DICM preamble followed by garbage", b"\0" * 128 + b"DICM" + b"\xff\x00garbage" * 50,
            [QUARANTINE], reason=("dicom_invalid", "dicom_truncated"))
