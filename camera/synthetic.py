@@ -20,7 +20,7 @@ from typing import List, Tuple, Union
 import cv2
 import numpy as np
 
-__all__ = ["make_fundus", "write_fundus", "encode_image", "SUPPORTED_WRITE_EXTENSIONS"]
+__all__ = ["make_fundus", "camera_vessel_scale", "write_fundus", "encode_image", "SUPPORTED_WRITE_EXTENSIONS"]
 
 #: Extensions understood by :func:`write_fundus` / :func:`encode_image`.
 SUPPORTED_WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -29,7 +29,14 @@ _MAX_SEGMENTS = 6000          # hard bound on drawn vessel segments (keeps gener
 _STEP_PX = 4.0                # length of one vessel segment in pixels
 
 
-def _validate(width: int, height: int, fov_fraction: float, n_vessels: int) -> None:
+def camera_vessel_scale(width: int, height: int) -> float:
+    """The ``vessel_scale`` that draws an eye at a camera's size as DRIVE's 565x584 camera shows it."""
+    return max(1.0, min(int(width), int(height)) / 565.0)
+
+
+def _validate(width: int, height: int, fov_fraction: float, n_vessels: int, vessel_scale: float = 1.0) -> None:
+    if not (0.25 <= float(vessel_scale) <= 16.0):
+        raise ValueError("vessel_scale must be in [0.25, 16], got %r" % (vessel_scale,))
     for name, value in (("width", width), ("height", height)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
             raise TypeError("%s must be an int, got %r" % (name, value))
@@ -48,8 +55,10 @@ def _grow_vessels(
     centre: Tuple[float, float],
     radius: float,
     n_vessels: int,
+    scale: float = 1.0,
 ) -> List[Tuple[float, float, float, float, float]]:
-    """Grow vessel trees from the optic disc; return segments (x0, y0, x1, y1, width)."""
+    """Grow vessel trees from the optic disc; return segments (x0, y0, x1, y1, width). ``scale`` multiplies
+    the widths and the step length (the same trees, drawn for a finer camera)."""
     segments = []  # type: List[Tuple[float, float, float, float, float]]
     cx, cy = centre
     base = rng.uniform(0.0, 2.0 * math.pi)
@@ -69,11 +78,11 @@ def _grow_vessels(
         for _ in range(int(steps)):
             curv = 0.85 * curv + rng.normal(0.0, 0.025)
             heading += curv
-            nx = x + _STEP_PX * math.cos(heading)
-            ny = y + _STEP_PX * math.sin(heading)
+            nx = x + _STEP_PX * scale * math.cos(heading)
+            ny = y + _STEP_PX * scale * math.sin(heading)
             if math.hypot(nx - cx, ny - cy) > radius * 0.985:
                 break
-            segments.append((x, y, nx, ny, width))
+            segments.append((x, y, nx, ny, width * scale))
             if len(segments) >= _MAX_SEGMENTS:
                 break
             x, y = nx, ny
@@ -96,6 +105,7 @@ def make_fundus(
     fov_fraction: float = 0.92,
     n_vessels: int = 12,
     jpeg: bool = False,
+    vessel_scale: float = 1.0,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render a synthetic fundus image.
 
@@ -107,12 +117,14 @@ def make_fundus(
         n_vessels: number of vessel trees leaving the optic disc.
         jpeg: pass the RGB image through a JPEG encode/decode (quality 90) to get
             realistic compression artefacts; the masks are unaffected.
+        vessel_scale: vessel widths and lengths in pixels are multiplied by this (1 draws them for a
+            DRIVE-size camera; a 3504x2336 frame of the same eye wants about 4, see ``camera_vessel_scale``).
 
     Returns:
         ``(rgb, vessels, fov)``: ``rgb`` uint8 (H, W, 3) in RGB order, ``vessels`` bool (H, W)
         ground-truth vessel mask (always inside the FOV), ``fov`` bool (H, W) FOV mask.
     """
-    _validate(width, height, fov_fraction, n_vessels)
+    _validate(width, height, fov_fraction, n_vessels, vessel_scale)
     rng = np.random.default_rng(int(seed))
     h, w = int(height), int(width)
 
@@ -147,12 +159,14 @@ def make_fundus(
     # Vessels: exact mask (hard lines) and a contrast map for darkening the image.
     vessel_u8 = np.zeros((h, w), np.uint8)
     contrast = np.zeros((h, w), np.float32)
-    for x0, y0, x1, y1, vw in _grow_vessels(rng, disc, disc_r, (cx, cy), radius, n_vessels):
-        thick = int(min(8, max(1, round(vw))))
+    vs = float(vessel_scale)
+    for x0, y0, x1, y1, vw in _grow_vessels(rng, disc, disc_r, (cx, cy), radius, n_vessels, vs):
+        thick = int(min(8 * vs, max(1, round(vw))))
         p0 = (int(round(x0)), int(round(y0)))
         p1 = (int(round(x1)), int(round(y1)))
         cv2.line(vessel_u8, p0, p1, 1, thickness=thick, lineType=cv2.LINE_8)
-        cv2.line(contrast, p0, p1, float(0.38 + 0.06 * thick), thickness=thick, lineType=cv2.LINE_8)
+        cv2.line(contrast, p0, p1, float(0.38 + 0.06 * min(8.0, thick / vs)), thickness=thick,
+                 lineType=cv2.LINE_8)
     vessels = (vessel_u8 > 0) & fov
     contrast = cv2.GaussianBlur(contrast, (3, 3), 0.6)
     darkening = (0.35, 0.7, 0.5)                             # vessels show best in green

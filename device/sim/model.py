@@ -4,8 +4,10 @@ I/O as the converted .om reports it: without AIPP the input is float32 NCHW; wit
 uint8 NV12 of H*W*3/2 bytes, ``get_input_dims`` gives (1, H, W, 3) NHWC and ``get_input_dims_v2``
 (1, H*3/2, W, 1).  The output is float32 NCHW (ATC ``--output_type=FP32``).
 
-``compute: surrogate`` output (timing emulation only): probability = 1 - luminance in [0, 1] (the NV12 Y plane / 255,
-or the green channel of float input), resized by nearest neighbour to the output size.  No network runs.
+``compute: surrogate`` output (timing emulation only): a vessel-like map, the black top-hat of the luminance (the NV12
+Y plane, or the green channel of float input) with a 15-pixel disc, / 40 and clipped to [0, 1], resized by nearest
+neighbour to the output size.  No network runs; thin dark structures come out as vessels, so what the host does
+with a probability map (binarising, rendering, morphometry) costs what it costs on a real one.
 """
 from __future__ import annotations
 
@@ -142,13 +144,30 @@ class SimModel:
     def _surrogate(self, raw: np.ndarray) -> np.ndarray:
         n, _c, h, w = self.net_input_shape
         if self.aipp is not None:
-            lum = raw[: h * w].reshape(h, w).astype(np.float32) / 255.0
+            lum = raw[: h * w].reshape(h, w)
         else:
             x = raw[: self.input_size].view(np.float32).reshape(self.net_input_shape)
-            lum = np.clip(x[0, 1 if x.shape[1] > 1 else 0], 0.0, 1.0)
+            lum = (np.clip(x[0, 1 if x.shape[1] > 1 else 0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        prob = surrogate_probability(lum)
         oh, ow = self.output_shape[2], self.output_shape[3]
         if (oh, ow) != (h, w):
-            lum = lum[(np.arange(oh) * h // oh)[:, None], (np.arange(ow) * w // ow)[None, :]]
+            prob = prob[(np.arange(oh) * h // oh)[:, None], (np.arange(ow) * w // ow)[None, :]]
         out = np.empty(self.output_shape, dtype=np.float32)
-        out[...] = 1.0 - lum
+        out[...] = prob
         return out
+
+
+#: the surrogate's top-hat disc (pixels) and the top-hat depth that reads as probability 1
+SURROGATE_DISC_PX, SURROGATE_FULL_DEPTH = 15, 40.0
+
+
+def surrogate_probability(luminance: np.ndarray) -> np.ndarray:
+    """The surrogate's probability of a uint8 luminance plane: dark thin structures (black top-hat), float32."""
+    import cv2
+
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (SURROGATE_DISC_PX, SURROGATE_DISC_PX))
+    tophat = cv2.morphologyEx(np.ascontiguousarray(luminance, dtype=np.uint8), cv2.MORPH_BLACKHAT, disc)
+    prob = tophat.astype(np.float32)
+    prob *= np.float32(1.0 / SURROGATE_FULL_DEPTH)
+    np.clip(prob, 0.0, 1.0, out=prob)
+    return prob

@@ -96,12 +96,13 @@ def _synthetic_images(count: int, size: Tuple[int, int], seed0: int = 1000) -> L
     each 0 or 6, below the FOV threshold and coarse enough to survive JPEG)."""
     import cv2
 
-    from vessel_seg.camera.synthetic import make_fundus
+    from vessel_seg.camera.synthetic import camera_vessel_scale, make_fundus
 
     out = []
     base = []
     for i in range(min(count, UNIQUE_FRAMES)):
-        rgb, _vessels, _fov = make_fundus(width=size[0], height=size[1], seed=seed0 + i)
+        rgb, _vessels, _fov = make_fundus(width=size[0], height=size[1], seed=seed0 + i,
+                                          vessel_scale=camera_vessel_scale(*size))
         base.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         del rgb, _vessels, _fov
     for i in range(count):

@@ -449,17 +449,23 @@ def test_device_time_sleeps_without_using_the_cpu(sim, make_bundle):
     shutdown(acl, ctx, stream)
 
 
-def test_surrogate_compute_outputs_one_minus_luminance(sim, make_bundle):
+def test_surrogate_compute_outputs_a_vessel_like_map_of_the_luminance(sim, make_bundle):
     acl, control = sim
     bundle = make_bundle(aipp=True)
     control.configure({"compute": "surrogate"})
     ctx, stream = boot(acl)
     m = Loaded(acl, bundle)
-    x = random_input(bundle, seed=7)
+    x = random_input(bundle, seed=7)                   # NV12: the Y plane, then the chroma
+    side = x.shape[1]
+    x[:side] = 150
+    x[:side, side // 2] = 60                           # a dark one-pixel line: a vessel
+    x[20:26, 8:14] = 200                               # a bright blob: not a vessel
     m.write(x)
     assert acl.mdl.execute(m.model_id, m.in_ds, m.out_ds) == 0
-    y = m.read(bundle.output_shape)
-    assert np.allclose(y[0, 0], 1.0 - x[:64].astype(np.float32) / 255.0)
+    y = m.read(bundle.output_shape)[0, 0]
+    assert np.all(y[2:-2, side // 2] == 1.0)           # 90 levels deep: full probability
+    y[:, side // 2] = 0.0
+    assert np.all(y == 0.0)                            # flat background and bright blobs: none
     m.release()
     shutdown(acl, ctx, stream)
 
