@@ -342,6 +342,12 @@ class DeviceSession:
         return result
 
     # -- execution ---------------------------------------------------------------------------------
+    def infer(self, slot: int, array: np.ndarray) -> np.ndarray:
+        """write_input, execute and read_output on ``slot``: one synchronous inference."""
+        self.write_input(slot, array)
+        self.execute(slot)
+        return self.read_output(slot)
+
     def execute(self, slot: int) -> None:
         """Synchronous inference on ``slot``'s buffers."""
         self._require_open()

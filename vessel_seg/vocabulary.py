@@ -43,9 +43,13 @@ RESULT_FILES = {
 #: The field of view as found, on a small copy (at most 256 px a side, 0/255): what the original-size
 #: images are cut with when they are produced on request.
 FOV_PNG = "fov.png"
-#: Files a result may have (listed in result.json when present): the input preview of the result page, and
-#: the small field-of-view mask.
-OPTIONAL_RESULT_FILES = {"input_jpg": "input.jpg", "fov_png": FOV_PNG}
+#: The model-space probability at a high-resolution working size (tiled executes; ``shared.tiling``), as an
+#: 8-bit gray PNG (value / 255): what a tiled result's original-size images are made from. probability.bin
+#: keeps its format (the same map reduced to 512x512).
+PROBABILITY_HIRES_PNG = "probability_hires.png"
+#: Files a result may have (listed in result.json when present): the input preview of the result page, the
+#: small field-of-view mask and, for a tiled result, the working-size probability.
+OPTIONAL_RESULT_FILES = {"input_jpg": "input.jpg", "fov_png": FOV_PNG, "probability_hires_png": PROBABILITY_HIRES_PNG}
 #: Original-size images a result may produce on first request (from probability.bin, fov.png, result.json
 #: and the input file) instead of when it is finished; result.json ``deferred`` lists the ones that are.
 DEFERRABLE_RESULT_FILES = ("probability.png", "mask.png", "overlay.png", "input.jpg")

@@ -189,33 +189,35 @@ def _bench_config(base: Dict[str, Any], data_dir: Path, sim: Dict[str, Any], bun
 
 
 # ---------------------------------------------------------------------------------------------- measurements
-def measure_execute_only(cfg: Any, model_input: Any, count: int) -> float:
-    """Images/s of the device alone: two slots kept busy with submit/collect on a ready input."""
+def measure_execute_only(cfg: Any, model_inputs: Any, count: int) -> float:
+    """Images/s of the device alone: two slots kept busy with submit/collect on ready inputs, each image
+    being its executes (one, or one per tile of a high-resolution working size)."""
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle, make_device
 
     device = make_device(load_model_bundle(cfg), cfg)
     device.start()
+    units = list(model_inputs) * count
     try:
-        device.infer(0, model_input)           # warm-up (model load, first-run allocations)
+        device.infer(0, units[0])              # warm-up (model load, first-run allocations)
         t0 = time.perf_counter()
-        device.submit(0, model_input)
-        for i in range(1, count):
-            device.submit(i % 2, model_input)
+        device.submit(0, units[0])
+        for i in range(1, len(units)):
+            device.submit(i % 2, units[i])
             device.collect((i - 1) % 2)
-        device.collect((count - 1) % 2)
+        device.collect((len(units) - 1) % 2)
         return count / (time.perf_counter() - t0)
     finally:
         device.close()
 
 
 def prepare_input(cfg: Any, image_path: Path) -> Any:
-    """The model input for one image (for execute-only)."""
+    """The model inputs for one image (for execute-only): one per execute."""
     from vessel_seg.pipeline.appliance.devicefactory import load_model_bundle
     from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
 
     bundle = load_model_bundle(cfg)
     stages = Stages(ModelInfo.from_bundle(bundle), StageSettings.from_config(cfg), image_path.parent)
-    return stages.prepare(WorkItem(id="0" * 16, sha256="", source=image_path.name, path=image_path)).model_input
+    return stages.prepare(WorkItem(id="0" * 16, sha256="", source=image_path.name, path=image_path)).model_inputs
 
 
 def measure_sequential(cfg: Any, paths: List[Path], out_dir: Path,
@@ -413,14 +415,14 @@ def _measure_mode(base: Dict[str, Any], args: argparse.Namespace, root: Path, ta
     """Execute-only, end-to-end and sequential rates of one mode on one set of frames (medians of repeats)."""
     sim = _device_options(mode, args.device_time_ms)
     cfg = _bench_config(base, root / "unused", sim, args.model)
-    model_input = prepare_input(cfg, paths[0])
+    model_inputs = prepare_input(cfg, paths[0])
     runs: Dict[str, List[float]] = {"execute_only": [], "end_to_end": [], "end_to_end_makespan": [],
                                     "sequential": [], "host_cpu_ms_per_image": []}
     stats: Dict[str, List[float]] = {}
     latency: List[float] = []
     for r in range(repeats):
         log.info("bench %s %s: repeat %d/%d", tag, mode, r + 1, repeats)
-        runs["execute_only"].append(measure_execute_only(cfg, model_input, count))
+        runs["execute_only"].append(measure_execute_only(cfg, model_inputs, count))
         e2e_dir = root / ("%s-%s-e2e-%d" % (tag, mode, r))
         e2e = measure_end_to_end(_bench_config(base, e2e_dir, sim, args.model), images,
                                  latency_images=latency_images if r == 0 else None)
@@ -437,6 +439,7 @@ def _measure_mode(base: Dict[str, Any], args: argparse.Namespace, root: Path, ta
     med = {k: _median(v) for k, v in runs.items()}
     entry: Dict[str, Any] = {
         "device": sim,
+        "executes_per_image": len(model_inputs),
         "execute_only_ips": round(med["execute_only"], 3),
         "end_to_end_ips": round(med["end_to_end"], 3),
         "end_to_end_makespan_ips": round(med["end_to_end_makespan"], 3),

@@ -72,9 +72,7 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
         for i, smp in enumerate(samples):
             t0 = time.perf_counter()
             job = stages.prepare(WorkItem(id="eval", sha256="", source=smp.image.name, path=smp.image))
-            sess.write_input(0, job.model_input)
-            sess.execute(0)
-            job.prob512 = sess.read_output(0)
+            stages.run_model(job, lambda x: sess.infer(0, x))
             prob = job.full_probability()                     # at the original size, as probability.png
             label, fov_mask = smp.load_masks(prob.shape)     # the image itself was decoded by the pipeline
             if fov_mask is None:

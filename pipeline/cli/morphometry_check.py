@@ -81,10 +81,8 @@ def check_dataset(root: Path, stages: Any, sess: Any, split: str, limit: int, pr
     for i, smp in enumerate(samples):
         t0 = time.perf_counter()
         job = stages.prepare(WorkItem(id="check", sha256="", source=smp.image.name, path=smp.image))
-        sess.write_input(0, job.model_input)
-        sess.execute(0)
-        prob512 = sess.read_output(0).reshape(job.pre.geometry.size, job.pre.geometry.size)
-        prob = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
+        stages.run_model(job, lambda x: sess.infer(0, x))
+        prob = restore_to_original(job.prob512, job.pre.geometry, job.pre.fov_original)
         label, fov = smp.load_masks(prob.shape)
         if fov is None:
             fov = job.pre.fov_original

@@ -15,7 +15,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple, Type
+from typing import Callable, List, Optional, Tuple, Type, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -123,13 +123,17 @@ def _to_rgb(img: "Image.Image", notes: List[str]) -> np.ndarray:
 
 #: Pillow format names the appliance decodes (what fundus cameras write; the same set the upload page accepts).
 DECODABLE_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "PPM", "WEBP")
+#: The shorter side a reduced decode keeps: pixels, or a function of the full (width, height) giving them.
+MinSide = Union[int, Callable[[int, int], int]]
 #: The reductions JPEG DCT scaling offers (libjpeg decodes at 1/1, 1/2, 1/4 and 1/8).
 DCT_SCALES = (8, 4, 2)
 
 
-def dct_scale(width: int, height: int, min_side: int, max_scale: int = 8) -> int:
-    """The largest reduction in ``DCT_SCALES`` (at most ``max_scale``) keeping the shorter side >= ``min_side``;
-    1 when none does or ``min_side`` is 0."""
+def dct_scale(width: int, height: int, min_side: "MinSide", max_scale: int = 8) -> int:
+    """The largest reduction in ``DCT_SCALES`` (at most ``max_scale``) keeping the shorter side >= ``min_side``
+    (a number, or a function of the full width and height giving it); 1 when none does or it is 0."""
+    if callable(min_side):
+        min_side = int(min_side(width, height))
     if min_side <= 0:
         return 1
     for s in DCT_SCALES:
@@ -149,7 +153,7 @@ def _draft(img: "Image.Image", scale: int) -> int:
     raise DecodeError(TRUNCATED, "unexpected reduced JPEG size %dx%d of %dx%d" % (nw, nh, w, h))
 
 
-def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int, min_side: int = 0,
+def decode_image(path: os.PathLike, max_bytes: int, max_pixels: int, min_side: "MinSide" = 0,
                  max_scale: int = 8) -> DecodedImage:
     """Validate and decode ``path``; raise ``DecodeError`` with a reason for anything unusable.
 

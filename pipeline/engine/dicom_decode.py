@@ -27,6 +27,7 @@ from vessel_seg.pipeline.engine.decode import (
     TOO_SMALL,
     DecodedImage,
     DecodeError,
+    MinSide,
     check_file_size,
     decode_image,
 )
@@ -280,7 +281,7 @@ def decode_dicom(path: os.PathLike, max_bytes: int, max_pixels: int, frame: int 
 
 
 def decode_input(path: os.PathLike, max_bytes: int, max_pixels: int, frame: Optional[int] = None,
-                 min_side: int = 0, max_scale: int = 8) -> DecodedImage:
+                 min_side: MinSide = 0, max_scale: int = 8) -> DecodedImage:
     """Decode a capture whatever it is: a DICOM file (by content, or because a frame is asked for), always at
     full size, or a photo (a JPEG reduced while its shorter side keeps ``min_side``: see ``decode_image``)."""
     if frame is not None or has_dicom_preamble(path):

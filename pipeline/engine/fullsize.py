@@ -1,6 +1,7 @@
 """Original-size result images produced on first request, then kept in the result folder.
 
-A finished result stores what they are made from: probability.bin (the model output), fov.png (the field of
+A finished result stores what they are made from: probability.bin (the model output; for a tiled, high-resolution
+result probability_hires.png, its working-size map), fov.png (the field of
 view on a small copy), result.json (geometry on the original image, threshold, overlay opacity) and, for
 overlay.png and input.jpg, the input file itself (found by the daemon; its sha256 must match). Each image is
 made by the same functions, from the same numbers, as an eager render (``render.render_outputs``), so it is
@@ -21,7 +22,7 @@ from vessel_seg.pipeline.engine.dicom_decode import decode_input
 from vessel_seg.pipeline.engine.render import full_size_file, input_preview_jpeg
 from vessel_seg.pipeline.shared.preprocess import Geometry, fov_from_small, restore_to_original
 from vessel_seg.pipeline.store.results import write_result_file
-from vessel_seg.vocabulary import DEFERRABLE_RESULT_FILES, FOV_PNG, PROBABILITY_BIN, sha256_file
+from vessel_seg.vocabulary import DEFERRABLE_RESULT_FILES, FOV_PNG, PROBABILITY_BIN, PROBABILITY_HIRES_PNG, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,29 @@ def encode_fov_png(fov_small: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def encode_probability_png(prob: np.ndarray) -> bytes:
+    """probability_hires.png bytes: the probability as 8-bit gray (round(p x 255))."""
+    q = np.clip(np.asarray(prob, dtype=np.float32) * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", q)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def read_probability_png(path: Path) -> np.ndarray:
+    """The probability of probability_hires.png (float32 in [0, 1])."""
+    q = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if q is None:
+        raise ValueError("cannot read %s" % path)
+    return q.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def quantised(prob: np.ndarray) -> np.ndarray:
+    """The probability as probability_hires.png stores it (what a tiled result's images are made from)."""
+    q = np.clip(np.asarray(prob, dtype=np.float32) * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
+    return q.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
 def read_fov_png(path: Path) -> np.ndarray:
     """The small FOV mask of fov.png (uint8 0/1)."""
     small = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -46,10 +70,11 @@ def read_fov_png(path: Path) -> np.ndarray:
     return (small > 0).astype(np.uint8)
 
 
-def full_probability(prob512: np.ndarray, geometry: Geometry, fov_small: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(probability, FOV) at the original size: the model output mapped back, 0 outside the FOV."""
+def full_probability(prob: np.ndarray, geometry: Geometry, fov_small: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(probability, FOV) at the original size: the model-space map (any square size) mapped back, 0 outside
+    the FOV."""
     fov = fov_from_small(fov_small, geometry.width, geometry.height)
-    return restore_to_original(prob512, geometry, fov), fov
+    return restore_to_original(prob, geometry, fov), fov
 
 
 class FullSizeFiles(object):
@@ -89,8 +114,13 @@ class FullSizeFiles(object):
                 return None
             if name == "input.jpg":
                 return input_preview_jpeg(rgb)
-        prob512 = read_probability_bin(result_dir / PROBABILITY_BIN).reshape(geometry.size, geometry.size)
-        prob_full, _fov = full_probability(prob512, geometry, read_fov_png(result_dir / FOV_PNG))
+        hires = result_dir / PROBABILITY_HIRES_PNG
+        if hires.is_file():                         # a tiled result: its working-size map
+            prob = read_probability_png(hires)
+        else:
+            prob = read_probability_bin(result_dir / PROBABILITY_BIN)
+            prob = prob.reshape(int(round(prob.size ** 0.5)), -1)
+        prob_full, _fov = full_probability(prob, geometry, read_fov_png(result_dir / FOV_PNG))
         return full_size_file(name, prob_full, threshold, alpha, rgb)
 
     def _input_rgb(self, meta: Dict[str, Any], size: Tuple[int, int]) -> Optional[np.ndarray]:

@@ -283,15 +283,23 @@ class Scheduler(object):
                 self.dev_q.close()
 
     # ------------------------------------------------------------------ device thread
-    def _submit(self, slot: int, job: Job) -> None:
-        """Write the job's input into ``slot`` and enqueue its execute (returns at once)."""
-        job.timings_ms["_exec_t0"] = time.perf_counter()
-        self.device.submit(slot, job.model_input)
+    def _submit(self, slot: int, job: Job, tile: int) -> None:
+        """Write tile ``tile`` of the job's input into ``slot`` and enqueue its execute (returns at once)."""
+        if tile == 0:
+            job.tile_outputs = []
+            job.timings_ms["_exec_t0"] = time.perf_counter()
+        self.device.submit(slot, job.model_inputs[tile])
 
-    def _collect(self, slot: int, job: Job) -> None:
-        """Wait for the execute on ``slot`` and read its output."""
-        job.prob512 = np.asarray(self.device.collect(slot), dtype=np.float32)
+    def _collect(self, slot: int, job: Job, tile: int) -> bool:
+        """Wait for the execute on ``slot`` and keep its output; True when it was the job's last tile (the
+        outputs are then stitched into the job's probability)."""
+        job.tile_outputs.append(np.asarray(self.device.collect(slot), dtype=np.float32))
+        if tile + 1 < len(job.model_inputs):
+            return False
+        self.stages.stitch(job, job.tile_outputs)
+        job.tile_outputs = []
         self._executed(job)
+        return True
 
     @staticmethod
     def _executed(job: Job) -> None:
@@ -300,14 +308,15 @@ class Scheduler(object):
             job.timings_ms["execute"] = (time.perf_counter() - t0) * 1000.0
 
     def _execute_with_retry(self, slot: int, job: Job) -> bool:
-        """Synchronous execute, retried every retry_interval_s while the device fails. False on abort."""
+        """Synchronous execute of every tile, retried every retry_interval_s while the device fails. False on
+        abort."""
         while not self._abort.is_set():
             try:
                 if self.device.state is DeviceState.FAILED:
                     log.info("restarting the failed device")
                     self.device.restart()
                 job.timings_ms["_exec_t0"] = time.perf_counter()
-                job.prob512 = np.asarray(self.device.infer(slot, job.model_input), dtype=np.float32)
+                self.stages.run_model(job, lambda x: self.device.infer(slot, x))
                 self._executed(job)
                 self.resume("device")
                 return True
@@ -330,49 +339,75 @@ class Scheduler(object):
         return True
 
     def _device_loop(self) -> None:
-        """Double buffering: keep up to two jobs submitted (one per slot); collect the oldest, refill.
+        """Double buffering: keep up to two executes submitted (one per slot); collect the oldest, refill.
 
-        While slot A executes, the next job's input is already written into slot B and its execute queued,
-        so the device never waits for the host. Failures fall back to a synchronous, retried execute of
-        each affected job (never dropped).
+        An execute is one tile of a job (most jobs have one; a high-resolution working size has several, run
+        in order). While slot A executes, the next tile's input is already written into slot B and its execute
+        queued, so the device never waits for the host. Failures fall back to a synchronous, retried execute
+        of each affected job, all its tiles (never dropped).
         """
-        pending: "collections.deque[Tuple[int, Job]]" = collections.deque()
+        pending: "collections.deque[Tuple[int, Job, int]]" = collections.deque()
+        partly: List[Any] = [None]       # (job, next tile) of a job whose later tiles are not submitted yet
 
         def free_slot() -> int:
             return 1 - pending[-1][0] if pending else 0
 
-        def submit(job: Job) -> bool:
+        def next_unit(block: bool) -> Optional[Tuple[Job, int]]:
+            if partly[0] is not None:
+                job, tile = partly[0]
+            else:
+                job = self.dev_q.get() if block else self.dev_q.get_nowait()
+                if job is None:
+                    return None
+                tile = 0
+            partly[0] = (job, tile + 1) if tile + 1 < len(job.model_inputs) else None
+            return job, tile
+
+        def affected(first: List[Job]) -> List[Job]:
+            """The jobs to redo: ``first``, those in flight, the partly submitted one; each once, in order."""
+            jobs = first + [j for _, j, _ in pending] + ([partly[0][0]] if partly[0] is not None else [])
+            partly[0] = None
+            out: List[Job] = []
+            for j in jobs:
+                if not any(j is o for o in out):
+                    out.append(j)
+            return out
+
+        def submit(unit: Tuple[Job, int]) -> bool:
             """Submit into the free slot; on failure redo everything in flight synchronously."""
+            job, tile = unit
             slot = free_slot()
             try:
-                self._submit(slot, job)
-                pending.append((slot, job))
+                self._submit(slot, job, tile)
+                pending.append((slot, job, tile))
                 self._executing = len(pending)
                 return True
             except Exception as exc:
                 self._device_trouble(exc)
-                redo = [j for _, j in pending] + [job]
+                redo = affected([])
+                if not any(job is j for j in redo):
+                    redo.append(job)
                 self._abandon(pending)
                 return self._redo(redo)
 
         try:
             while not self._abort.is_set():
                 while len(pending) < 2:           # block for work only when nothing is in flight
-                    job = self.dev_q.get() if not pending else self.dev_q.get_nowait()
-                    if job is None:
+                    unit = next_unit(block=not pending)
+                    if unit is None:
                         break
-                    if not submit(job):
+                    if not submit(unit):
                         return
                 if not pending:
-                    if self.dev_q.closed and len(self.dev_q) == 0:
+                    if self.dev_q.closed and len(self.dev_q) == 0 and partly[0] is None:
                         break
                     continue
-                slot, job = pending.popleft()
+                slot, job, tile = pending.popleft()
                 try:
-                    self._collect(slot, job)
+                    done = self._collect(slot, job, tile)
                 except Exception as exc:
                     self._device_trouble(exc)
-                    redo = [job] + [j for _, j in pending]
+                    redo = affected([job])
                     self._abandon(pending)
                     if not self._redo(redo):
                         return
@@ -381,10 +416,10 @@ class Scheduler(object):
                 self.resume("device")
                 # refill before handing the output on, so the device stays busy while post_q is full
                 if len(pending) < 2:
-                    nxt = self.dev_q.get_nowait()
-                    if nxt is not None and not submit(nxt):
+                    unit = next_unit(block=False)
+                    if unit is not None and not submit(unit):
                         return
-                if not self._emit(job):
+                if done and not self._emit(job):
                     return
         except Exception:
             log.exception("device thread crashed")
@@ -392,10 +427,10 @@ class Scheduler(object):
             self._executing = 0
             self.post_q.close()
 
-    def _abandon(self, pending: "collections.deque[Tuple[int, Job]]") -> None:
+    def _abandon(self, pending: "collections.deque[Tuple[int, Job, int]]") -> None:
         """Forget submissions whose jobs are redone synchronously (no stale in-flight mark for the watchdog)."""
         while pending:
-            slot, _ = pending.popleft()
+            slot = pending.popleft()[0]
             self.device.discard(slot)
 
     def _redo(self, jobs: List[Job]) -> bool:

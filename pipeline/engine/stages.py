@@ -1,8 +1,8 @@
 """The host-side pipeline stages, one job each, shared by the daemon, ``segment`` and ``bench``.
 
     decode/validate -> preprocess (FOV, colour) -> resize (model input: NV12 for AIPP bundles, else NCHW
-    float) -> [execute on the device: scheduler / SequentialRunner] -> write probability.bin -> render
-    PNGs + result.json
+    float; one per tile when a large FOV gets the bundle's high-resolution working size) -> [execute on the
+    device: scheduler / SequentialRunner] -> write probability.bin -> render PNGs + result.json
 
 Each stage records its wall time in ``job.timings_ms`` under the names used in result.json.
 """
@@ -12,15 +12,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from vessel_seg import __version__
 from vessel_seg.pipeline.engine.binfile import probability_to_bytes
 from vessel_seg.pipeline.engine.decode import DecodedImage, decode_image
 from vessel_seg.pipeline.engine.dicom_decode import decode_input
-from vessel_seg.pipeline.engine.fullsize import encode_fov_png, full_probability
+from vessel_seg.pipeline.engine.fullsize import encode_fov_png, encode_probability_png, full_probability, quantised
 from vessel_seg.pipeline.engine.morphometry import VERSION as MORPHOMETRY_VERSION
 from vessel_seg.pipeline.engine.morphometry import in_original_pixels, measure_probability
 from vessel_seg.pipeline.engine.render import render_outputs, render_summary
@@ -34,11 +35,13 @@ from vessel_seg.pipeline.shared.preprocess import (
     rgb_to_nchw_float,
     rgb_to_nv12,
 )
+from vessel_seg.pipeline.shared.tiling import TileLayout
 from vessel_seg.pipeline.store.results import begin_result, finish_result, write_result_file
 from vessel_seg.vocabulary import (
     DEFERRABLE_RESULT_FILES,
     FOV_PNG,
     PROBABILITY_BIN,
+    PROBABILITY_HIRES_PNG,
     STAGE_NAMES,
     TOTAL,
     result_id,
@@ -47,8 +50,6 @@ from vessel_seg.vocabulary import (
 )
 
 log = logging.getLogger(__name__)
-
-
 
 @dataclass
 class WorkItem:
@@ -81,9 +82,17 @@ class Job:
     timings_ms: Dict[str, float] = field(default_factory=dict)
     decoded: Optional[DecodedImage] = None
     pre: Optional[Preprocessed] = None
-    model_input: Optional[np.ndarray] = None
+    #: the host tensors, one per execute: one, or the tiles of a high-resolution working size
+    model_inputs: List[np.ndarray] = field(default_factory=list)
+    tile_outputs: List[np.ndarray] = field(default_factory=list)   # collected so far (scheduler)
+    #: the model-space probability (working size square), the tiles' outputs blended
     prob512: Optional[np.ndarray] = None
     result_path: Optional[Path] = None
+
+    @property
+    def model_input(self) -> np.ndarray:
+        """The first (for a single-tile job, the only) host tensor."""
+        return self.model_inputs[0]
 
     @property
     def full_geometry(self) -> Geometry:
@@ -188,8 +197,12 @@ class Stages(object):
     # -- host pre-processing
     def decode(self, job: Job, max_scale: int = 8) -> None:
         """Decode/validate (raises ``DecodeError``: permanent, quarantine); a JPEG reduced while its shorter
-        side keeps the model's size (at most ``max_scale`` times)."""
-        min_side = self.model.params.size if self.settings.reduced_decode else 0
+        side keeps the model's working size for a frame that size (at most ``max_scale`` times)."""
+        params = self.model.params
+        min_side: Any = 0
+        if self.settings.reduced_decode:
+            def min_side(w: int, h: int) -> int:
+                return params.working_size(min(w, h))
         with _Timer(job, "decode"):
             job.decoded = decode_input(job.item.path, self.settings.max_bytes, self.settings.max_pixels,
                                        job.item.frame, min_side=min_side, max_scale=max_scale)
@@ -202,35 +215,49 @@ class Stages(object):
         """
         assert job.decoded is not None
         t0 = time.perf_counter()
-        job.pre = preprocess(job.decoded.rgb, self.model.params)
-        while job.decoded.scale > 1 and job.pre.geometry.side < self.model.params.size:
+        job.pre = preprocess(job.decoded.rgb, self.model.params, job.decoded.scale)
+        while job.decoded.scale > 1 and job.pre.geometry.side < job.pre.geometry.size:
             finer = job.decoded.scale // 2
-            while finer > 1 and job.pre.geometry.side * job.decoded.scale < self.model.params.size * finer:
+            while finer > 1 and job.pre.geometry.side * job.decoded.scale < job.pre.geometry.size * finer:
                 finer //= 2
             decode_ms = job.timings_ms.get("decode", 0.0)
             t_decode = time.perf_counter()
             self.decode(job, max_scale=finer)
             job.timings_ms["decode"] = decode_ms + job.timings_ms["decode"]
             t0 += time.perf_counter() - t_decode
-            job.pre = preprocess(job.decoded.rgb, self.model.params)
+            job.pre = preprocess(job.decoded.rgb, self.model.params, job.decoded.scale)
         total = (time.perf_counter() - t0) * 1000.0
         resize_ms = float(job.pre.timings_ms.get("resize", 0.0))
         job.timings_ms["preprocess"] = max(0.0, total - resize_ms)
         job.timings_ms["resize"] = resize_ms
 
+    def tiles(self, job: Job) -> TileLayout:
+        """The tiles of this job's model-space image (one tile unless the working size is larger)."""
+        assert job.pre is not None
+        return self.model.params.tile_layout(job.pre.geometry.size)
+
     def resize(self, job: Job) -> None:
-        """The host tensor: NV12 uint8 (H*3/2, W) for AIPP bundles, else float32 NCHW in [0, 1]."""
+        """The host tensors, one per tile: NV12 uint8 (H*3/2, W) for AIPP bundles, else float32 NCHW in [0, 1]."""
         assert job.pre is not None
         t0 = time.perf_counter()
-        if self.model.nv12:
-            arr = rgb_to_nv12(job.pre.model_rgb)
-        else:
-            arr = rgb_to_nchw_float(job.pre.model_rgb)
-        if tuple(arr.shape) != tuple(self.model.host_input_shape):
-            raise ValueError("model input has shape %s, the bundle expects %s"
-                             % (arr.shape, self.model.host_input_shape))
-        job.model_input = np.ascontiguousarray(arr)
+        convert = rgb_to_nv12 if self.model.nv12 else rgb_to_nchw_float
+        inputs = []
+        for tile in self.tiles(job).split(job.pre.model_rgb):
+            arr = convert(tile)
+            if tuple(arr.shape) != tuple(self.model.host_input_shape):
+                raise ValueError("model input has shape %s, the bundle expects %s"
+                                 % (arr.shape, self.model.host_input_shape))
+            inputs.append(np.ascontiguousarray(arr))
+        job.model_inputs = inputs
         job.timings_ms["resize"] = job.timings_ms.get("resize", 0.0) + (time.perf_counter() - t0) * 1000.0
+
+    def stitch(self, job: Job, outputs: Sequence[np.ndarray]) -> None:
+        """The tiles' outputs (in ``model_inputs`` order) blended into the model-space probability."""
+        job.prob512 = self.tiles(job).stitch([np.asarray(o, dtype=np.float32) for o in outputs])
+
+    def run_model(self, job: Job, infer: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Execute every tile with ``infer`` (host tensor -> output), one after the other, and stitch."""
+        self.stitch(job, [infer(x) for x in job.model_inputs])
 
     def prepare(self, item: WorkItem) -> Job:
         """decode -> preprocess -> resize; the job is then ready for the device."""
@@ -252,7 +279,12 @@ class Stages(object):
         with _Timer(job, "write_bin"):
             out_dir = self.result_dir(job)
             begin_result(out_dir)
-            write_result_file(out_dir, PROBABILITY_BIN, probability_to_bytes(job.prob512))
+            size = self.model.params.size
+            prob = np.asarray(job.prob512, dtype=np.float32)
+            if prob.shape[0] != size:               # a high-resolution working size: the model-size map too
+                write_result_file(out_dir, PROBABILITY_HIRES_PNG, encode_probability_png(prob))
+                prob = cv2.resize(prob, (size, size), interpolation=cv2.INTER_AREA)
+            write_result_file(out_dir, PROBABILITY_BIN, probability_to_bytes(prob))
 
     def render(self, job: Job) -> Path:
         """Render and write the images, then result.json (last).
@@ -266,7 +298,10 @@ class Stages(object):
         alpha = self.settings.overlay_alpha
         deferred: Tuple[str, ...] = ()
         with _Timer(job, "render"):
-            prob512 = np.asarray(job.prob512, dtype=np.float32).reshape(job.pre.geometry.size, job.pre.geometry.size)
+            prob512 = np.asarray(job.prob512, dtype=np.float32)
+            if prob512.shape[0] != self.model.params.size:
+                # a tiled result's images come from probability_hires.png's numbers, whenever they are made
+                prob512 = quantised(prob512)
             # the probability at the decoded (working) resolution: the original one unless the decode was reduced
             prob_work = restore_to_original(prob512, job.pre.geometry, job.pre.fov_original)
             if self.settings.full_size_images == "on_request":
@@ -328,7 +363,8 @@ class Stages(object):
         """The result.json content (ARCHITECTURE.md), files added by ``finish_result``."""
         assert job.decoded is not None and job.pre is not None
         w, h = job.decoded.full_size
-        size = job.pre.geometry.size
+        size = self.model.params.size
+        layout = self.tiles(job)
         timings = {k: round(float(job.timings_ms.get(k, 0.0)), 3) for k in STAGE_NAMES}
         timings[TOTAL] = round(float(job.timings_ms.get(TOTAL, 0.0)), 3)
         return {
@@ -338,6 +374,8 @@ class Stages(object):
             "created": utc_iso(),
             "original_size": [w, h],
             "model_input_size": [size, size],
+            "working_size": [layout.work, layout.work],
+            "tiles": {"count": layout.count, "origins": [list(o) for o in layout.origins()]},
             "model": {"name": self.model.name, "version": self.model.version},
             "runtime": self.model.runtime,
             "precision": self.model.precision,
@@ -374,10 +412,9 @@ class SequentialRunner(object):
         self.device = device
 
     def execute(self, job: Job) -> None:
-        """Synchronous execute on slot 0."""
-        assert job.model_input is not None
+        """Synchronous execute(s) on slot 0."""
         with _Timer(job, "execute"):
-            job.prob512 = np.asarray(self.device.infer(0, job.model_input), dtype=np.float32)
+            self.stages.run_model(job, lambda x: self.device.infer(0, x))
 
     def process(self, item: WorkItem) -> Job:
         """Run every stage for one item; raises ``DecodeError`` for bad input, device errors as they come."""

@@ -24,6 +24,8 @@ from typing import Any, Dict, Mapping, Optional
 import cv2
 import numpy as np
 
+from vessel_seg.pipeline.shared.tiling import TileLayout, working_size
+
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +38,12 @@ class PreprocessParams:
     clahe_clip: float = 2.0
     clahe_grid: int = 8
     colour: bool = False
+    #: a larger working size for large fields of view, run as tiles of ``size`` (``shared.tiling``); 0: never
+    hires_size: int = 0
+    #: the FOV's square box, in original pixels, from which ``hires_size`` applies
+    hires_from_px: int = 0
+    #: the least overlap of neighbouring tiles, in model pixels
+    tile_overlap: int = 0
 
     @classmethod
     def from_mapping(cls, values: Optional[Mapping[str, Any]]) -> "PreprocessParams":
@@ -57,7 +65,17 @@ class PreprocessParams:
                                "clahe_clip": self.clahe_clip, "clahe_grid": self.clahe_grid}
         if self.colour:
             out["colour"] = True
+        if self.hires_size:
+            out.update(hires_size=self.hires_size, hires_from_px=self.hires_from_px, tile_overlap=self.tile_overlap)
         return out
+
+    def working_size(self, fov_side_px: float) -> int:
+        """The model-space size for a FOV box ``fov_side_px`` original pixels wide (``size`` or ``hires_size``)."""
+        return working_size(self.size, self.hires_size, self.hires_from_px, fov_side_px)
+
+    def tile_layout(self, work: int) -> TileLayout:
+        """The tiles of ``size`` that cover a ``work``-sized model-space image."""
+        return TileLayout(work=int(work), tile=self.size, min_overlap=self.tile_overlap)
 
 
 @dataclass(frozen=True)
@@ -276,8 +294,12 @@ def normalise_colour_planes(rgb: np.ndarray, fov_model: np.ndarray, params: Prep
     return cv2.merge([normalise_colour(p, fov_model, params, plan) for p in cv2.split(rgb)])
 
 
-def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Preprocessed:
-    """Full host preprocessing of an RGB uint8 image into the model's input space."""
+def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None, scale: int = 1) -> Preprocessed:
+    """Full host preprocessing of an RGB uint8 image into the model's input space.
+
+    ``scale``: the image is the original reduced that many times (a reduced JPEG decode); the working size
+    (``PreprocessParams.working_size``) is chosen on the FOV's size in original pixels.
+    """
     import time
 
     params = params or PreprocessParams()
@@ -290,6 +312,9 @@ def preprocess(rgb: np.ndarray, params: Optional[PreprocessParams] = None) -> Pr
     if fov.all():
         fov_small = np.ones_like(fov_small)     # whole image (none found, or an implausible one)
     g = square_crop_geometry(fov, params.size, params.fov_margin)
+    work = params.working_size(g.side * int(scale))
+    if work != g.size:
+        g = Geometry(width=g.width, height=g.height, x0=g.x0, y0=g.y0, side=g.side, size=work)
     t1 = time.perf_counter()
     fov_model = map_mask(fov, g)
     if params.colour:
@@ -352,8 +377,11 @@ def rgb_to_nchw_float(rgb: np.ndarray) -> np.ndarray:
 
 
 def restore_to_original(prob: np.ndarray, g: Geometry, fov_original: Optional[np.ndarray] = None) -> np.ndarray:
-    """Map a (size, size) probability back to the original (H, W); 0 outside the box (and the FOV if given)."""
-    p = np.asarray(prob, dtype=np.float32).reshape(g.size, g.size)
+    """Map a square model-space probability (``g.size``, or any other square size: a map stored reduced)
+    back to the original (H, W); 0 outside the box (and the FOV if given)."""
+    p = np.asarray(prob, dtype=np.float32)
+    if p.ndim != 2 or p.shape[0] != p.shape[1]:
+        p = p.reshape(g.size, g.size)
     big = cv2.resize(p, (g.side, g.side), interpolation=cv2.INTER_LINEAR)
     out = np.zeros((g.height, g.width), dtype=np.float32)
     sx0, sy0 = max(g.x0, 0), max(g.y0, 0)

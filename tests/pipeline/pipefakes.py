@@ -27,10 +27,11 @@ def write_image(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def make_stages(results_dir: Path, nv12: bool = True, **settings: Any) -> Stages:
+def make_stages(results_dir: Path, nv12: bool = True, params: Optional[PreprocessParams] = None,
+                **settings: Any) -> Stages:
     shape = (768, 512) if nv12 else (1, 3, 512, 512)
     model = ModelInfo(name="fake-net", version="0.0.1", nv12=nv12, host_input_shape=shape,
-                      params=PreprocessParams(), threshold=0.5, runtime="fake", precision="fp32")
+                      params=params or PreprocessParams(), threshold=0.5, runtime="fake", precision="fp32")
     return Stages(model, StageSettings(**settings), results_dir)
 
 
