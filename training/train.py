@@ -204,6 +204,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     help="train on the colour image as the NV12/AIPP path delivers it (default: the gray plane)")
     ap.add_argument("--fov-margin", type=float, default=PreprocessParams.fov_margin,
                     help="border kept around the field of view, as a fraction of its diameter (the bundle records it)")
+    ap.add_argument("--hires-size", type=int, default=0,
+                    help="high-resolution working size for large fields of view (e.g. 1024; run as tiles of 512 "
+                         "by the appliance; the bundle records it); 0 = every image at 512")
+    ap.add_argument("--hires-from-px", type=int, default=1200,
+                    help="FOV box size in original pixels from which --hires-size applies")
     ap.add_argument("--recipe", default="ours", choices=["ours", "reference"],
                     help="ours: BCE+Dice, camera augmentation, cosine LR; reference: balanced BCE, Adam 1e-3, "
                          "rot90/flip only")
@@ -280,7 +285,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.channels = ",".join(str(c) for c in init["arch_kwargs"]["channels"])
         init_pre = PreprocessParams.from_mapping(init.get("preprocess"))
         args.colour, args.fov_margin = init_pre.colour, init_pre.fov_margin
-    params = PreprocessParams(colour=bool(args.colour), fov_margin=float(args.fov_margin))
+        if init_pre.hires_size and not getattr(args, "hires_size", 0):
+            args.hires_size, args.hires_from_px = init_pre.hires_size, init_pre.hires_from_px
+    hires = int(getattr(args, "hires_size", 0) or 0)
+    params = PreprocessParams(colour=bool(args.colour), fov_margin=float(args.fov_margin), hires_size=hires,
+                              hires_from_px=int(getattr(args, "hires_from_px", 0) or 0) if hires else 0)
 
     try:
         roots = load_roots(vars(args))

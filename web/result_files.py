@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from vessel_seg.vocabulary import PROBABILITY_BIN, RESULT_JSON, SERVABLE_RESULT_FILES
+from vessel_seg.vocabulary import PROBABILITY_BIN, PROBABILITY_HIRES_PNG, RESULT_JSON, SERVABLE_RESULT_FILES
 
 
 class FileKind(NamedTuple):
@@ -27,12 +27,13 @@ _KINDS = {
     "fov.png": FileKind("image/png", "Field of view (small mask)", True),
     RESULT_JSON: FileKind("application/json", "Result metadata", True),
     PROBABILITY_BIN: FileKind("application/octet-stream", "Probability (float32 LE, 512x512 raw)", False),
+    PROBABILITY_HIRES_PNG: FileKind("image/png", "Probability at the working size (8-bit, FOV box)", True),
 }  # type: Dict[str, FileKind]
 #: Every result file the store serves, with how it is served (a file without a kind is a bug: KeyError here).
 ALLOWED_FILES = {name: _KINDS[name] for name in SERVABLE_RESULT_FILES}  # type: Dict[str, FileKind]
 
 # Order of the download list on the result page.
-DOWNLOAD_ORDER = (PROBABILITY_BIN, "probability.png", "mask.png", "overlay.png", "input.jpg", "thumb.jpg",
+DOWNLOAD_ORDER = (PROBABILITY_BIN, PROBABILITY_HIRES_PNG, "probability.png", "mask.png", "overlay.png", "input.jpg", "thumb.jpg",
                   RESULT_JSON)
 
 

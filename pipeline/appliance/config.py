@@ -168,6 +168,7 @@ SCHEMA: Dict[str, Any] = {
     "model": {
         "bundle": Field(["str", "null"], None, path=True),
         "threshold": Field(["float", "null"], None, minimum=0.0, maximum=1.0),
+        "high_resolution": Field(["bool"], True),
     },
     "web": {
         "enabled": Field(["bool"], True),

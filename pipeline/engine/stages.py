@@ -8,6 +8,7 @@ Each stage records its wall time in ``job.timings_ms`` under the names used in r
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -154,6 +155,8 @@ class StageSettings:
     full_size_images: str = "eager"
     #: decode JPEGs reduced (DCT scaling) while the field of view keeps the model's size across
     reduced_decode: bool = True
+    #: the bundle's high-resolution working size (tiles) for large fields of view; False: one execute always
+    high_resolution: bool = True
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "StageSettings":
@@ -161,7 +164,8 @@ class StageSettings:
         return cls(max_bytes=config["ingest"]["max_bytes"], max_pixels=config["ingest"]["max_pixels"],
                    threshold=config["model"]["threshold"], overlay_alpha=config["pipeline"]["overlay_alpha"],
                    thumb_size=config["pipeline"]["thumb_size"],
-                   full_size_images=config["pipeline"].get("full_size_images", "on_request"))
+                   full_size_images=config["pipeline"].get("full_size_images", "on_request"),
+                   high_resolution=bool(config["model"].get("high_resolution", True)))
 
 
 class _Timer(object):
@@ -183,6 +187,8 @@ class Stages(object):
         """``name_by``: result folders named by the content id (daemon) or by the input's stem (segment)."""
         if name_by not in ("id", "stem"):
             raise ValueError("name_by must be 'id' or 'stem'")
+        if not settings.high_resolution and model.params.hires_size:
+            model = dataclasses.replace(model, params=dataclasses.replace(model.params, hires_size=0))
         self.model = model
         self.settings = settings
         self.results_dir = Path(results_dir)
@@ -281,6 +287,7 @@ class Stages(object):
             begin_result(out_dir)
             size = self.model.params.size
             prob = np.asarray(job.prob512, dtype=np.float32)
+            prob = prob.reshape(prob.shape[-2:]) if prob.ndim > 2 else prob     # (1, 1, H, W) from a device
             if prob.shape[0] != size:               # a high-resolution working size: the model-size map too
                 write_result_file(out_dir, PROBABILITY_HIRES_PNG, encode_probability_png(prob))
                 prob = cv2.resize(prob, (size, size), interpolation=cv2.INTER_AREA)
@@ -299,6 +306,7 @@ class Stages(object):
         deferred: Tuple[str, ...] = ()
         with _Timer(job, "render"):
             prob512 = np.asarray(job.prob512, dtype=np.float32)
+            prob512 = prob512.reshape(prob512.shape[-2:]) if prob512.ndim > 2 else prob512
             if prob512.shape[0] != self.model.params.size:
                 # a tiled result's images come from probability_hires.png's numbers, whenever they are made
                 prob512 = quantised(prob512)

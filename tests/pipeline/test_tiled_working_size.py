@@ -145,3 +145,12 @@ def test_the_scheduler_runs_every_tile_and_redoes_a_job_whose_tile_failed(tmp_pa
         got = read_probability_bin(out / "probability.bin")
         want = read_probability_bin(tmp_path / "ref" / it.id / "probability.bin")
         assert np.array_equal(got, want), it.source
+
+
+def test_high_resolution_off_runs_every_frame_as_one_execute(tmp_path):
+    image = write_image(tmp_path / "eye.png", fundus_like(400, 380))
+    stages = make_stages(tmp_path / "results", params=HIRES, high_resolution=False)
+    dev = FakeDevice()
+    job = SequentialRunner(stages, dev).process(WorkItem.for_file(image))
+    assert dev.executes == 1 and job.pre.geometry.size == 512
+    assert not (tmp_path / "results" / job.item.id / "probability_hires.png").exists()
