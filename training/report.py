@@ -32,6 +32,8 @@ _UNET_LAYERS = ("3x3 convolutions with batch norm (folded into the convolutions 
 
 #: A card section measured by another command (``vessel-seg morphometry-check``), kept when the card is rewritten.
 MORPHOMETRY_HEADING = "## Vessel morphometry"
+#: A card section measured with ``vessel-seg evaluate`` on the other datasets, kept when the card is rewritten.
+DATASETS_HEADING = "## Other datasets and camera-size frames"
 
 
 def kept_sections(card: Path, heading: str) -> List[str]:
@@ -51,6 +53,20 @@ def kept_sections(card: Path, heading: str) -> List[str]:
     while out and not out[-1].strip():
         out.pop()
     return [""] + out if out else []
+
+
+def _hires_lines(pre: Dict[str, Any]) -> List[str]:
+    """The card's paragraph on the high-resolution working size, when the bundle has one."""
+    if not pre.get("hires_size"):
+        return []
+    n = -(-int(pre["hires_size"]) // int(pre.get("size", 512)))
+    return ["", "A field of view whose square box is %d original pixels or more (5-18 MP cameras) is resized to "
+            "%dx%d instead, the same steps at that size, and runs as %d tiles of %dx%d (one execute each, %s "
+            "overlap), blended back into one map (`pipeline.shared.tiling`; config `model.high_resolution`)." % (
+                int(pre["hires_from_px"]), int(pre["hires_size"]), int(pre["hires_size"]), n * n,
+                int(pre.get("size", 512)), int(pre.get("size", 512)),
+                "%d px" % int(pre["tile_overlap"]) if pre.get("tile_overlap") else "no")]
+
 
 def _architecture_line(arch: Dict[str, Any]) -> str:
     """The card's one-line description of the bundle's architecture."""
@@ -160,6 +176,7 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], basel
                   "the colour image goes through NV12 (chroma at half resolution) and AIPP, as the network was "
                   "trained" if meta["preprocess"].get("colour") else
                   "the gray image is fed as R = G = B, which makes the NV12 path lossless (U = V = 128)"),
+              ] + _hires_lines(meta["preprocess"]) + [
               "",
               "## Training", "",
               "- Data: %s." % prov.get("dataset"),
@@ -207,6 +224,7 @@ def write_card(bundle: Path, m: Dict[str, Any], reference: Optional[Path], basel
         notes = bundle / "TRAINING_NOTES.md"
         if notes.exists():
             lines += ["", notes.read_text().strip()]
+    lines += kept_sections(bundle / "MODEL_CARD.md", DATASETS_HEADING)
     lines += kept_sections(bundle / "MODEL_CARD.md", MORPHOMETRY_HEADING)
     lines += ["", "Reproduce: `python -m training.report --data DRIVE_DIR --bundle %s%s --variants-dir DIR` after "
               "`python -m training.variants --data DRIVE_DIR --out DIR`." % (

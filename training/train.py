@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ from training.augment import canvas, geometric, photometric
 from training.data import RootSampler, load_roots, qualified_names
 from training.models import build_model, count_macs, count_parameters_deployed
 from vessel_seg.device.aipp import AippConfig, aipp_csc_rgb, default_aipp_cfg_text, parse_aipp_cfg
+from vessel_seg.pipeline.engine.decode import dct_scale
 from vessel_seg.pipeline.shared.datasets import Sample
 from vessel_seg.pipeline.shared.preprocess import (
     PreprocessParams,
@@ -47,13 +49,25 @@ DEFAULT_BUDGET_MIN = 45.0
 
 
 class Prepared:
-    """One sample in model space: network input (uint8), soft label and FOV (float32 / bool)."""
+    """One sample in model space: network input (uint8), soft label and FOV (float32 / bool).
+
+    A camera-size image is reduced at load as the appliance's JPEG decode reduces it (``decode.dct_scale``:
+    while its shorter side keeps the working size), label and FOV with it; ``scale`` says by how much.
+    """
 
     def __init__(self, sample: Sample, params: PreprocessParams) -> None:
         self.sample = sample
         rgb, label, fov = sample.load()
+        h, w = rgb.shape[:2]
+        self.scale = dct_scale(w, h, lambda fw, fh: params.working_size(min(fw, fh)))
+        if self.scale > 1:
+            size = ((w + self.scale - 1) // self.scale, (h + self.scale - 1) // self.scale)
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            label = cv2.resize(label.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+            if fov is not None:
+                fov = cv2.resize(fov.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
         self.rgb, self.label, self.fov_orig = rgb, label, fov
-        self.x, self.y, self.m = to_model_space(rgb, label.astype(np.float32), params)
+        self.x, self.y, self.m = to_model_space(rgb, label.astype(np.float32), params, self.scale)
 
 
 def network_input(model_rgb: np.ndarray, colour: bool) -> np.ndarray:
@@ -77,8 +91,8 @@ def to_tensor(xs: List[np.ndarray], device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
 
-def to_model_space(rgb: np.ndarray, label: np.ndarray, params: PreprocessParams):
-    pre = preprocess(rgb, params)
+def to_model_space(rgb: np.ndarray, label: np.ndarray, params: PreprocessParams, scale: int = 1):
+    pre = preprocess(rgb, params, scale)
     y = np.clip(crop_and_resize(label.astype(np.float32), pre.geometry), 0.0, 1.0)
     return network_input(pre.model_rgb, params.colour), y.astype(np.float32), pre.fov
 
@@ -137,7 +151,7 @@ def original_size_probabilities(model: torch.nn.Module, items: List[Prepared], p
     and the field of view to score it in: the dataset's FOV mask, or the detected one where it has none."""
     probs, fovs = [], []
     for it in items:
-        pre = preprocess(it.rgb, params)
+        pre = preprocess(it.rgb, params, getattr(it, "scale", 1))
         x = network_input(pre.model_rgb, params.colour)
         probs.append(restore_to_original(predict512(model, x, device, flips), pre.geometry, pre.fov_original))
         fovs.append(it.fov_orig if it.fov_orig is not None else pre.fov_original)
@@ -366,7 +380,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rgb, lab = it.rgb, it.label.astype(np.float32)
                 if rng.random() < 0.3:
                     rgb, lab = canvas(rgb, lab, rng)
-                x, y, m = to_model_space(photometric(rgb, rng), lab, params)
+                x, y, m = to_model_space(photometric(rgb, rng), lab, params, it.scale)
             else:
                 x, y, m = it.x, it.y, it.m
             x, y, m = geometric(x, y, m, rng, args.patch, args.rotate, args.scale_jitter)

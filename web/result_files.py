@@ -33,8 +33,8 @@ _KINDS = {
 ALLOWED_FILES = {name: _KINDS[name] for name in SERVABLE_RESULT_FILES}  # type: Dict[str, FileKind]
 
 # Order of the download list on the result page.
-DOWNLOAD_ORDER = (PROBABILITY_BIN, PROBABILITY_HIRES_PNG, "probability.png", "mask.png", "overlay.png", "input.jpg", "thumb.jpg",
-                  RESULT_JSON)
+DOWNLOAD_ORDER = (PROBABILITY_BIN, PROBABILITY_HIRES_PNG, "probability.png", "mask.png", "overlay.png", "input.jpg",
+                  "thumb.jpg", RESULT_JSON)
 
 
 def is_allowed_file(name: str) -> bool:

@@ -56,19 +56,20 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
     from vessel_seg.device import load_bundle, open_session
     from vessel_seg.pipeline.engine.stages import ModelInfo, Stages, StageSettings, WorkItem
     from vessel_seg.pipeline.shared.datasets import find_samples
-    from vessel_seg.pipeline.shared.scoring import roc_auc, threshold_metrics
+    from vessel_seg.pipeline.shared.scoring import best_dice_threshold, roc_auc, threshold_metrics
 
     samples = find_samples(dataset, split=split, observer=observer, images=images, labels=labels, fov=fov)
     if limit:
         samples = samples[:limit]
     bundle = load_bundle(str(bundle_dir))
-    thr = float(bundle.threshold if threshold is None else threshold)
+    used = set()                                            # thresholds applied (one per working size)
     rows: List[Dict[str, Any]] = []
-    all_s, all_y = [], []
+    all_s, all_y, all_p = [], [], []
     t_start = time.perf_counter()
     with open_session(bundle, runtime=runtime, sim_options={"precision": precision}) as sess:
         model = ModelInfo.from_bundle(bundle, runtime=sess.runtime_name, precision=precision)
-        stages = Stages(model, StageSettings(max_pixels=200000000, max_bytes=1 << 30), Path("."), name_by="stem")
+        stages = Stages(model, StageSettings(max_pixels=200000000, max_bytes=1 << 30, threshold=threshold), Path("."),
+                        name_by="stem")
         for i, smp in enumerate(samples):
             t0 = time.perf_counter()
             job = stages.prepare(WorkItem(id="eval", sha256="", source=smp.image.name, path=smp.image))
@@ -78,9 +79,12 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
             if fov_mask is None:
                 fov_mask = job.full_fov()
             s, y = prob[fov_mask], label[fov_mask]
+            thr = stages.threshold_for(job)                  # the bundle's for this working size, or the given one
+            used.add(thr)
             all_s.append(s.astype(np.float32))
             all_y.append(y)
-            row = {"image": smp.name, "auc": roc_auc(s, y)}
+            all_p.append(s >= thr)
+            row = {"image": smp.name, "auc": roc_auc(s, y), "threshold": thr}
             row.update(threshold_metrics(s, y, thr))
             row["ms"] = (time.perf_counter() - t0) * 1000.0
             rows.append(row)
@@ -90,10 +94,15 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
         runtime_name = sess.runtime_name
     s, y = np.concatenate(all_s), np.concatenate(all_y)
     summary = {"pooled_auc": roc_auc(s, y), "mean_auc": float(np.mean([r["auc"] for r in rows]))}
-    summary.update(threshold_metrics(s, y, thr))
+    summary.update(threshold_metrics(np.concatenate(all_p).astype(np.float32), y, 0.5))   # each at its threshold
+    # for choosing a bundle's threshold on training images (never on the test split)
+    best = best_dice_threshold(s, y)
+    summary["best_dice_threshold"] = best
+    summary["best_dice"] = threshold_metrics(s, y, best)["dice"]
+    thr_out: Any = sorted(used)[0] if len(used) == 1 else sorted(used)
     return {"dataset": str(dataset), "split": split, "observer": observer, "images": len(rows),
             "model": {"name": bundle.name, "version": bundle.version, "path": str(bundle_dir)},
-            "runtime": runtime_name, "precision": precision, "aipp": bundle.aipp is not None, "threshold": thr,
+            "runtime": runtime_name, "precision": precision, "aipp": bundle.aipp is not None, "threshold": thr_out,
             "summary": summary, "per_image": rows, "seconds": round(time.perf_counter() - t_start, 1)}
 
 
@@ -107,9 +116,14 @@ def format_table(res: Dict[str, Any]) -> str:
     out.write("-" * 66 + "\n")
     out.write("%-22s %8.4f %8.4f %8.4f %8.4f %8.4f\n" % ("pooled", s["pooled_auc"], s["dice"], s["accuracy"],
                                                         s["sensitivity"], s["specificity"]))
-    out.write("mean per-image AUC %.4f | %d images | model %s %s | runtime %s %s%s | threshold %.2f | %.1f s\n" % (
+    thr = res["threshold"]
+    thr_text = "%.2f" % thr if not isinstance(thr, list) else " / ".join("%.2f" % t for t in thr) + " (by working size)"
+    out.write("mean per-image AUC %.4f | %d images | model %s %s | runtime %s %s%s | threshold %s | %.1f s\n" % (
         s["mean_auc"], res["images"], res["model"]["name"], res["model"]["version"], res["runtime"],
-        res["precision"], " + AIPP/NV12" if res["aipp"] else "", res["threshold"], res["seconds"]))
+        res["precision"], " + AIPP/NV12" if res["aipp"] else "", thr_text, res["seconds"]))
+    if "best_dice_threshold" in s:
+        out.write("best Dice %.4f at threshold %.2f (choose thresholds on training images only)\n"
+                  % (s["best_dice"], s["best_dice_threshold"]))
     return out.getvalue()
 
 
@@ -141,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         _write(args.json, json.dumps(res, indent=2) + "\n")
     if args.csv:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["image", "auc", "dice", "accuracy", "sensitivity", "specificity", "ms"])
+        w = csv.DictWriter(buf, fieldnames=["image", "auc", "threshold", "dice", "accuracy", "sensitivity",
+                                            "specificity", "ms"])
         w.writeheader()
         for r in res["per_image"]:
             w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})

@@ -67,11 +67,11 @@ def summarise(rows: List[Dict[str, Any]], names: Sequence[str]) -> Dict[str, Dic
 
 def check_dataset(root: Path, stages: Any, sess: Any, split: str, limit: int, progress=None) -> Dict[str, Any]:
     """Per-image measurements (ours and manual) for one dataset."""
+    from vessel_seg.pipeline.engine.decode import decode_image
     from vessel_seg.pipeline.engine.morphometry import measure
     from vessel_seg.pipeline.engine.optic_disc import locate_optic_disc
     from vessel_seg.pipeline.engine.stages import WorkItem
     from vessel_seg.pipeline.shared.datasets import find_samples
-    from vessel_seg.pipeline.shared.preprocess import restore_to_original
     from vessel_seg.pipeline.store.measurements import MEASUREMENT_NAMES, flatten
 
     samples = find_samples(root, split=split)
@@ -82,12 +82,12 @@ def check_dataset(root: Path, stages: Any, sess: Any, split: str, limit: int, pr
         t0 = time.perf_counter()
         job = stages.prepare(WorkItem(id="check", sha256="", source=smp.image.name, path=smp.image))
         stages.run_model(job, lambda x: sess.infer(0, x))
-        prob = restore_to_original(job.prob512, job.pre.geometry, job.pre.fov_original)
+        prob = job.full_probability()                   # at the labels' (original) size, as evaluate scores it
         label, fov = smp.load_masks(prob.shape)
         if fov is None:
-            fov = job.pre.fov_original
-        ours_mask = (prob >= stages.threshold) & fov
-        rgb = job.decoded.rgb
+            fov = job.full_fov()
+        ours_mask = (prob >= stages.threshold_for(job)) & fov
+        rgb = job.decoded.rgb if job.decoded.scale == 1 else decode_image(smp.image, 1 << 30, 200000000).rgb
         disc = locate_optic_disc(rgb, fov, vessels=ours_mask)
         ours = measure(ours_mask, fov, disc=disc)
         manual = measure(label & fov, fov, disc=disc)

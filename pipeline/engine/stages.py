@@ -196,9 +196,17 @@ class Stages(object):
 
     @property
     def threshold(self) -> float:
-        """The effective binarisation threshold."""
+        """The effective binarisation threshold at the model's size."""
         t = self.settings.threshold
         return self.model.threshold if t is None else float(t)
+
+    def threshold_for(self, job: Job) -> float:
+        """The binarisation threshold of this job: the configured one, else the bundle's for its working size."""
+        assert job.pre is not None
+        if self.settings.threshold is None and job.pre.geometry.size != self.model.params.size \
+                and self.model.params.hires_threshold:
+            return float(self.model.params.hires_threshold)
+        return self.threshold
 
     # -- host pre-processing
     def decode(self, job: Job, max_scale: int = 8) -> None:
@@ -301,7 +309,7 @@ class Stages(object):
         (``engine.fullsize``). ``eager``: every image at the original size now, as ever.
         """
         assert job.prob512 is not None and job.pre is not None and job.decoded is not None
-        threshold = self.threshold
+        threshold = self.threshold_for(job)
         alpha = self.settings.overlay_alpha
         deferred: Tuple[str, ...] = ()
         with _Timer(job, "render"):

@@ -44,6 +44,8 @@ class PreprocessParams:
     hires_from_px: int = 0
     #: the least overlap of neighbouring tiles, in model pixels
     tile_overlap: int = 0
+    #: the binarisation threshold at ``hires_size`` (chosen on training images); 0: the bundle's threshold
+    hires_threshold: float = 0.0
 
     @classmethod
     def from_mapping(cls, values: Optional[Mapping[str, Any]]) -> "PreprocessParams":
@@ -67,6 +69,8 @@ class PreprocessParams:
             out["colour"] = True
         if self.hires_size:
             out.update(hires_size=self.hires_size, hires_from_px=self.hires_from_px, tile_overlap=self.tile_overlap)
+            if self.hires_threshold:
+                out["hires_threshold"] = self.hires_threshold
         return out
 
     def working_size(self, fov_side_px: float) -> int:

@@ -1,7 +1,7 @@
 """Segmentation scores (numpy only): ROC AUC with exact tie handling, and threshold metrics."""
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -41,14 +41,39 @@ def threshold_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     }
 
 
-def best_dice_threshold(scores: np.ndarray, labels: np.ndarray,
-                        candidates: Sequence[float] = tuple(np.round(np.arange(0.20, 0.81, 0.01), 2))) -> float:
-    """The threshold among ``candidates`` with the highest Dice (for choosing it on validation data)."""
+#: The thresholds a best-Dice choice looks at.
+DICE_CANDIDATES = tuple(float(t) for t in np.round(np.arange(0.20, 0.81, 0.01), 2))
+
+
+def dice_curve(scores: np.ndarray, labels: np.ndarray, candidates: Sequence[float] = DICE_CANDIDATES) -> List[float]:
+    """Dice of ``scores >= t`` for each (ascending) candidate t, in one pass over the pixels."""
     s = np.asarray(scores).ravel()
     y = np.asarray(labels, dtype=bool).ravel()
+    # compared in the scores' own precision, as ``threshold_metrics`` compares them
+    c = np.asarray(candidates, dtype=s.dtype if s.dtype.kind == "f" else np.float64)
+    if c.size == 0:
+        return []
+    if np.any(np.diff(c) <= 0):
+        raise ValueError("candidates must be ascending")
+    # bucket k: scores >= c[k-1] and < c[k]; scores >= c[j] are the buckets above j
+    bucket = np.searchsorted(c, s, side="right")
+    pos = np.bincount(bucket[y], minlength=c.size + 1)
+    neg = np.bincount(bucket[~y], minlength=c.size + 1)
+    tp = np.cumsum(pos[::-1])[::-1][1:]           # positives with score >= c[j]
+    fp = np.cumsum(neg[::-1])[::-1][1:]
+    fn = float(np.count_nonzero(y)) - tp
+    return [float(2 * a / max(2 * a + b + d, 1.0)) for a, b, d in zip(tp, fp, fn)]
+
+
+def best_dice_threshold(scores: np.ndarray, labels: np.ndarray,
+                        candidates: Sequence[float] = DICE_CANDIDATES) -> float:
+    """The threshold among ``candidates`` with the highest Dice (for choosing it on validation data)."""
+    cands = [float(t) for t in candidates]
+    order = sorted(range(len(cands)), key=lambda i: cands[i])
+    curve = dice_curve(scores, labels, [cands[i] for i in order])
     best_t, best_d = 0.5, -1.0
-    for t in candidates:
-        d = threshold_metrics(s, y, float(t))["dice"]
+    for i in range(len(cands)):                    # the first best in the caller's order, as before
+        d = curve[order.index(i)]
         if d > best_d:
-            best_t, best_d = float(t), d
+            best_t, best_d = cands[i], d
     return best_t

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vessel_seg.pipeline.shared.scoring import best_dice_threshold, roc_auc, threshold_metrics
+from vessel_seg.pipeline.shared.scoring import DICE_CANDIDATES, best_dice_threshold, dice_curve, roc_auc, threshold_metrics
 
 
 def brute_force_auc(s, y):
@@ -37,3 +37,16 @@ def test_best_threshold_separates_separable_scores():
     y = np.array([0, 0, 0, 1, 1], bool)
     t = best_dice_threshold(s, y)
     assert 0.3 < t <= 0.6
+
+
+def test_the_dice_curve_agrees_with_threshold_metrics_at_every_candidate_edges_included():
+    rng = np.random.default_rng(3)
+    y = rng.random(50000) < 0.12
+    s = np.clip(0.45 * y + 0.6 * rng.random(50000), 0, 1).astype(np.float32)
+    for i, t in enumerate(DICE_CANDIDATES):          # scores exactly on, and just below, each threshold
+        s[2 * i] = np.float32(t)
+        s[2 * i + 1] = np.nextafter(np.float32(t), np.float32(0))
+    curve = dice_curve(s, y)
+    assert curve == [threshold_metrics(s, y, t)["dice"] for t in DICE_CANDIDATES]
+    best = best_dice_threshold(s, y)
+    assert threshold_metrics(s, y, best)["dice"] == max(curve)

@@ -154,3 +154,18 @@ def test_high_resolution_off_runs_every_frame_as_one_execute(tmp_path):
     job = SequentialRunner(stages, dev).process(WorkItem.for_file(image))
     assert dev.executes == 1 and job.pre.geometry.size == 512
     assert not (tmp_path / "results" / job.item.id / "probability_hires.png").exists()
+
+
+def test_a_tiled_result_is_binarised_at_the_bundles_working_size_threshold_unless_one_is_configured(tmp_path):
+    params = PreprocessParams(hires_size=1024, hires_from_px=300, hires_threshold=0.8)
+    big = write_image(tmp_path / "big.png", fundus_like(400, 380))
+    small = write_image(tmp_path / "small.png", fundus_like(200, 180))
+    stages = make_stages(tmp_path / "results", params=params)
+    runner = SequentialRunner(stages, FakeDevice())
+    for image, want in ((big, 0.8), (small, 0.5)):            # the fake bundle's own threshold is 0.5
+        job = runner.process(WorkItem.for_file(image))
+        assert stages.threshold_for(job) == want
+        assert json.loads((tmp_path / "results" / job.item.id / "result.json").read_text())["threshold"] == want
+    configured = make_stages(tmp_path / "c", params=params, threshold=0.3)
+    job = SequentialRunner(configured, FakeDevice()).process(WorkItem.for_file(big))
+    assert configured.threshold_for(job) == 0.3
