@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from vessel_seg.pipeline.engine.optic_disc import OpticDisc, locate_optic_disc
-from vessel_seg.pipeline.engine.skeleton import neighbour_codes, path_length, thin
+from vessel_seg.pipeline.engine.skeleton import neighbour_code_image, path_length_of_codes, thin_with_codes
 
 log = logging.getLogger(__name__)
 
@@ -133,26 +133,27 @@ def _box_sizes(work_diameter: int) -> List[int]:
 
 
 # ------------------------------------------------------------------------------------------- skeleton graph
-def classify_skeleton(skel: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def classify_skeleton(skel: np.ndarray, codes: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(end-point mask, branch-point mask) of a skeleton, from each pixel's 8-neighbourhood:
-    an end has one neighbour, or two that touch; a branch pixel has 3 or more separate runs of neighbours."""
-    h, w = skel.shape
-    padded = np.zeros((h + 2, w + 2), dtype=np.uint8)
-    padded[1:-1, 1:-1] = skel
-    flat = padded.reshape(-1)
-    idx = np.flatnonzero(flat)
-    width = w + 2
-    offsets = np.array([-width, -width + 1, 1, width + 1, width, width - 1, -1, -width - 1], dtype=np.int64)
-    code = neighbour_codes(flat, idx, offsets)
+    an end has one neighbour, or two that touch; a branch pixel has 3 or more separate runs of neighbours.
+    ``codes``: the skeleton's :func:`neighbour_code_image`, when already at hand."""
+    s = np.asarray(skel, dtype=bool)
+    if codes is None:
+        codes = neighbour_code_image(s.view(np.uint8))
+    idx = np.flatnonzero(s)
+    return _classify_codes(s.shape, idx, codes.reshape(-1)[idx])
+
+
+def _classify_codes(shape: Tuple[int, int], idx: np.ndarray, code: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`classify_skeleton` of the skeleton pixels at flat indices ``idx`` with codes ``code``."""
     n_nb = _POPCOUNT[code]
     runs = _RUNS[code]
     end = (n_nb == 1) | ((n_nb == 2) & (runs == 1))
     branch = runs >= 3
-    rows, cols = np.divmod(idx, width)
-    end_mask = np.zeros((h, w), dtype=bool)
-    branch_mask = np.zeros((h, w), dtype=bool)
-    end_mask[rows[end] - 1, cols[end] - 1] = True
-    branch_mask[rows[branch] - 1, cols[branch] - 1] = True
+    end_mask = np.zeros(shape, dtype=bool)
+    branch_mask = np.zeros(shape, dtype=bool)
+    end_mask.reshape(-1)[idx[end]] = True
+    branch_mask.reshape(-1)[idx[branch]] = True
     return end_mask, branch_mask
 
 
@@ -182,72 +183,93 @@ def segment_stats(segments: np.ndarray, smooth_sigma: float) -> Segments:
     """Measure every branch-free piece of skeleton: ordered by its outer contour (out along the piece and
     back), arc = half the contour length, chord = distance between the two turn-back points (its ends),
     turning = (sum of |tangent angle change| of the Gaussian-smoothed contour - 2 pi) / 2."""
-    found = cv2.findContours(segments.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    img = segments.view(np.uint8) if segments.dtype == bool else segments.astype(np.uint8)
+    found = cv2.findContours(np.ascontiguousarray(img), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     contours = found[0] if len(found) == 2 else found[1]
     contours = [c for c in contours if len(c) >= 2]
     if not contours:
         empty = np.zeros(0, dtype=np.float64)
         return Segments(empty, empty, empty)
     lengths = np.array([len(c) for c in contours], dtype=np.int64)
-    pts = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float64)
+    pts = np.concatenate(contours).reshape(-1, 2).astype(np.float64)
+    x, y = np.ascontiguousarray(pts[:, 0]), np.ascontiguousarray(pts[:, 1])
+    n_pts, n_seg = x.size, len(contours)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    cid = np.repeat(np.arange(len(contours)), lengths)
-    pos = np.arange(len(pts)) - starts[cid]
-    n = lengths[cid]
-
-    def shifted(k: int) -> np.ndarray:
-        return starts[cid] + (pos + k) % n
-
-    nxt, prv = shifted(1), shifted(-1)
+    cid = np.repeat(np.arange(n_seg), lengths)
+    start = starts[cid]
+    pos = np.arange(n_pts) - start
+    # next and previous point along each closed contour
+    nxt = np.arange(1, n_pts + 1)
+    nxt[starts + lengths - 1] = starts
+    prv = np.arange(-1, n_pts - 1)
+    prv[starts] = starts + lengths - 1
     # ends: the contour turns back on itself there (previous point == next point)
-    is_end = (pts[prv, 0] == pts[nxt, 0]) & (pts[prv, 1] == pts[nxt, 1])
+    is_end = (x[prv] == x[nxt]) & (y[prv] == y[nxt])
     end_idx = np.flatnonzero(is_end)
-    n_ends = np.bincount(cid[end_idx], minlength=len(contours))
-    chord = np.full(len(contours), np.nan)
+    n_ends = np.bincount(cid[end_idx], minlength=n_seg)
+    chord = np.full(n_seg, np.nan)
     two = n_ends[cid[end_idx]] == 2
     pair = end_idx[two].reshape(-1, 2)
     if pair.size:
-        d = np.hypot(pts[pair[:, 0], 0] - pts[pair[:, 1], 0], pts[pair[:, 0], 1] - pts[pair[:, 1], 1])
+        d = np.hypot(x[pair[:, 0]] - x[pair[:, 1]], y[pair[:, 0]] - y[pair[:, 1]])
         chord[cid[pair[:, 0]]] = d
     # smoothing along the (closed) contour: three circular moving averages (about a Gaussian of smooth_sigma)
     half = max(1, int(round(0.5 * (math.sqrt(4.0 * smooth_sigma ** 2 + 1.0) - 1.0))))
-    smooth = pts
+    window = _CircularWindow(starts, lengths, cid, pos, half)
+    sx, sy = x, y
     for _ in range(3):
-        smooth = _circular_mean(smooth, starts, lengths, cid, pos, half)
-    tan = smooth[nxt] - smooth
+        sx, sy = window.mean(sx), window.mean(sy)
+    tx, ty = sx[nxt] - sx, sy[nxt] - sy
     # arc: the smoothed path (half the closed contour), plus the pull of the smoothing at each end
-    step = np.hypot(tan[:, 0], tan[:, 1])
-    pull = np.where(is_end, np.hypot(*(smooth - pts).T), 0.0)
-    arc = (np.bincount(cid, weights=step, minlength=len(contours)) / 2.0
-           + np.bincount(cid, weights=pull, minlength=len(contours)))
-    angle = np.arctan2(tan[:, 1], tan[:, 0])
+    step = np.hypot(tx, ty)
+    pull = np.where(is_end, np.hypot(sx - x, sy - y), 0.0)
+    arc = (np.bincount(cid, weights=step, minlength=n_seg) / 2.0
+           + np.bincount(cid, weights=pull, minlength=n_seg))
+    angle = np.arctan2(ty, tx)
     valid = step > 1e-9
     dtheta = angle - angle[prv]
     dtheta = np.abs((dtheta + np.pi) % (2.0 * np.pi) - np.pi)
     dtheta[~(valid & valid[prv])] = 0.0
     # the exact reversals at the two ends (|dtheta| = pi each) are not vessel curvature
     dtheta[is_end] = 0.0
-    total = np.bincount(cid, weights=dtheta, minlength=len(contours))
+    total = np.bincount(cid, weights=dtheta, minlength=n_seg)
     turning = total / 2.0
     return Segments(arc=arc, chord=chord, turning=turning)
+
+
+class _CircularWindow:
+    """Mean over positions pos-half .. pos+half of each closed sequence (concatenated; wrapping around),
+    with the index arithmetic done once for several uses (the same sums, in the same order, as per use)."""
+
+    def __init__(self, starts: np.ndarray, lengths: np.ndarray, cid: np.ndarray, pos: np.ndarray,
+                 half: int) -> None:
+        start = starts[cid]
+        n = lengths[cid]
+        self.first = np.flatnonzero(start > 0)
+        self.before_at = start[self.first] - 1
+        self.last = start + n - 1
+        self.turns_hi, rest_hi = np.divmod(pos + half, n)
+        self.turns_lo, rest_lo = np.divmod(pos - half - 1, n)
+        self.hi, self.lo = start + rest_hi, start + rest_lo
+        self.div = float(2 * half + 1)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """The windowed mean of ``values``, (N,) or (N, k) (each column on its own)."""
+        csum = np.cumsum(values, axis=0)
+        before = np.zeros_like(values)                  # sum of everything before each sequence's start
+        before[self.first] = csum[self.before_at]
+        total = csum[self.last] - before
+        turns_hi, turns_lo = self.turns_hi, self.turns_lo
+        if values.ndim == 2:
+            turns_hi, turns_lo = turns_hi[:, None], turns_lo[:, None]
+        return ((csum[self.hi] - before + turns_hi * total)
+                - (csum[self.lo] - before + turns_lo * total)) / self.div
 
 
 def _circular_mean(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, cid: np.ndarray,
                    pos: np.ndarray, half: int) -> np.ndarray:
     """Mean over positions pos-half .. pos+half of each closed sequence (concatenated; wrapping around)."""
-    csum = np.cumsum(values, axis=0)
-    before = np.zeros_like(values)                  # sum of everything before each sequence's start
-    first = starts[cid] > 0
-    before[first] = csum[starts[cid][first] - 1]
-    n = lengths[cid]
-    total = csum[starts[cid] + n - 1] - before
-
-    def upto(j: np.ndarray) -> np.ndarray:
-        """Sum of positions 0..j of each sequence, j may leave 0..n-1 (whole turns added)."""
-        turns, rest = np.divmod(j, n)
-        return csum[starts[cid] + rest] - before + turns[:, None] * total
-
-    return (upto(pos + half) - upto(pos - half - 1)) / float(2 * half + 1)
+    return _CircularWindow(starts, lengths, cid, pos, half).mean(values)
 
 
 # ------------------------------------------------------------------------------------------- the measurement
@@ -269,6 +291,30 @@ def zone_masks(shape: Tuple[int, int], centre: Tuple[float, float], radius: floa
     out = {}
     for name, (lo, hi) in (("zone_b", ZONE_B), ("zone_c", ZONE_C)):
         out[name] = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
+    return out
+
+
+def _zone_counts(mask: np.ndarray, fov: np.ndarray, centre: Tuple[float, float], radius: float
+                 ) -> Dict[str, Tuple[int, int, int]]:
+    """Per zone of :func:`zone_masks`: (pixels of the ring, of the ring in the FOV, of vessel there), computed
+    on the box around the outer ring only (the pixels outside it are in no ring)."""
+    h, w = mask.shape
+    r_out = max(ZONE_B[1], ZONE_C[1]) * radius
+    if not (np.isfinite(centre[0]) and np.isfinite(centre[1]) and np.isfinite(r_out)):
+        y0, y1, x0, x1 = 0, h, 0, w
+    else:
+        x0 = int(min(max(math.floor(centre[0] - r_out) - 2, 0), w))
+        x1 = int(min(max(math.ceil(centre[0] + r_out) + 3, x0), w))
+        y0 = int(min(max(math.floor(centre[1] - r_out) - 2, 0), h))
+        y1 = int(min(max(math.ceil(centre[1] + r_out) + 3, y0), h))
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    d2 = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2
+    m, f = mask[y0:y1, x0:x1], fov[y0:y1, x0:x1]
+    out = {}
+    for name, (lo, hi) in (("zone_b", ZONE_B), ("zone_c", ZONE_C)):
+        zone = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
+        zf = zone & f
+        out[name] = (int(np.count_nonzero(zone)), int(np.count_nonzero(zf)), int(np.count_nonzero(m & zf)))
     return out
 
 
@@ -321,12 +367,10 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
     if disc.found:
         assert disc.x is not None and disc.y is not None and disc.radius is not None
         centre = g.to_work(disc.x, disc.y)
-        zones = zone_masks(g.mask.shape, centre, disc.radius * g.scale)
-        for name, zone in zones.items():
-            zf = zone & g.fov
-            density[name] = _r(_ratio(np.count_nonzero(g.mask & zf), np.count_nonzero(zf)))
-            ring_area = float(np.count_nonzero(zone)) or 1.0
-            density[name + "_fov_coverage"] = _r(np.count_nonzero(zf) / ring_area, 4)
+        for name, (ring, in_fov, vessels) in _zone_counts(g.mask, g.fov, centre, disc.radius * g.scale).items():
+            density[name] = _r(_ratio(vessels, in_fov))
+            ring_area = float(ring) or 1.0
+            density[name + "_fov_coverage"] = _r(in_fov / ring_area, 4)
         if density["zone_b"] is None:
             density["zone_reason"] = "zones lie outside the field of view"
     else:
@@ -337,8 +381,10 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
         return _not_a_vessel_tree(out, "vessel density %.2f > %.2f: the mask is not a vessel tree"
                                   % (density_fov, MAX_DENSITY))
     # skeleton and its graph
-    skel = thin(g.mask, max_iterations=max(1, int(math.ceil(MAX_THINNING_FOVD * wd))))
-    end_mask, branch_mask = classify_skeleton(skel)
+    skel, codes = thin_with_codes(g.mask, max_iterations=max(1, int(math.ceil(MAX_THINNING_FOVD * wd))))
+    skel_idx = np.flatnonzero(skel)
+    skel_code = codes.reshape(-1)[skel_idx]
+    end_mask, branch_mask = _classify_codes(skel.shape, skel_idx, skel_code)
     n_branch = 0
     if branch_mask.any():
         n_branch = cv2.connectedComponents(branch_mask.view(np.uint8), connectivity=8)[0] - 1
@@ -350,11 +396,14 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
                                 "skeleton": _r(box_counting_dimension(skel, sizes), 4),
                                 "box_sizes_fovd": [round(s / wd, 6) for s in sizes]}
     # length
-    total_len = path_length(skel)
+    total_len = path_length_of_codes(skel_code)
     out["length"] = {"total_fovd": _r(total_len / wd, 4), "total_px": _r(total_len / g.scale, 1)}
     # tortuosity over branch-free segments
-    near_branch = cv2.dilate(branch_mask.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    seg = segment_stats(skel & ~near_branch, SMOOTH_FOVD * wd)
+    near_branch = cv2.dilate(branch_mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    away = ~near_branch.reshape(-1)[skel_idx]            # skeleton pixels away from branch points
+    centre = np.zeros(skel.shape, dtype=bool)
+    centre.reshape(-1)[skel_idx[away]] = True
+    seg = segment_stats(centre, SMOOTH_FOVD * wd)
     use = (seg.arc >= MIN_SEGMENT_FOVD * wd) & np.isfinite(seg.chord) & (seg.chord > 0)
     arc, chord, turn = seg.arc[use], seg.chord[use], seg.turning[use]
     tort: Dict[str, Any] = {"arc_chord": None, "curvature_rad_per_fovd": None, "segments": int(arc.size)}
@@ -363,7 +412,7 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
         tort["curvature_rad_per_fovd"] = _r(float(np.sum(turn) / np.sum(arc)) * wd, 4)
     out["tortuosity"] = tort
     # width: 2 x (distance to the background) - 1 at every skeleton pixel away from branch points
-    out["width"] = _width(g, skel & ~near_branch)
+    out["width"] = _width(g, centre, skel_idx[away])
     return out
 
 
@@ -379,14 +428,17 @@ def _not_a_vessel_tree(out: Dict[str, Any], reason: str) -> Dict[str, Any]:
     return out
 
 
-def _width(g: WorkGrid, centre: np.ndarray) -> Dict[str, Any]:
+def _width(g: WorkGrid, centre: np.ndarray, centre_idx: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """Width statistics at the pixels ``centre`` (bool mask; or their flat indices ``centre_idx``, ascending)."""
     wd = float(g.scale * g.diameter)
     empty = {"mean_fovd": None, "mean_px": None, "median_fovd": None, "p90_fovd": None, "samples": 0,
              "histogram": {"bin_fovd": WIDTH_BIN_FOVD, "fraction": [0.0] * WIDTH_BINS}}
-    if not centre.any():
+    if centre_idx is None:
+        centre_idx = np.flatnonzero(centre)
+    if not centre_idx.size:
         return empty
     dist = cv2.distanceTransform(g.mask.view(np.uint8), cv2.DIST_L2, 5)
-    widths = np.maximum(2.0 * dist[centre] - 1.0, 1.0) / wd
+    widths = np.maximum(2.0 * dist.reshape(-1)[centre_idx] - 1.0, 1.0) / wd
     hist = np.bincount(np.minimum((widths / WIDTH_BIN_FOVD).astype(np.int64), WIDTH_BINS - 1),
                        minlength=WIDTH_BINS).astype(np.float64)
     hist /= hist.sum()

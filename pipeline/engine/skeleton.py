@@ -10,7 +10,7 @@ Neighbour order P2..P9 as in the paper: N, NE, E, SE, S, SW, W, NW (bit k of the
 from __future__ import annotations
 
 import logging
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -80,6 +80,7 @@ def _corner_luts() -> Tuple[np.ndarray, ...]:
 
 
 _CORNERS = _corner_luts()
+_ANY_CORNER = np.logical_or.reduce(_CORNERS)
 
 
 def _offsets(width: int) -> np.ndarray:
@@ -196,19 +197,23 @@ def _remove_staircases(flat: np.ndarray, cflat: np.ndarray, width: int, offsets:
     """Delete the redundant corner pixels of 4-connected staircases (in place, keeping the codes ``cflat``
     up to date), so that every skeleton pixel of a simple curve has exactly two 8-neighbours; one corner
     direction and one chessboard parity at a time, so no two neighbouring pixels go in the same pass and
-    connectivity is kept."""
+    connectivity is kept. Only pixels with a corner code, or next to a deleted one, are looked at."""
     idx = np.flatnonzero(flat.view(bool))
-    rows, cols = np.divmod(idx, width)
-    odd = ((rows + cols) % 2).astype(bool)
-    by_parity = (idx[~odd], idx[odd])
+    cand = idx[_ANY_CORNER[cflat[idx]]]
     for lut in _CORNERS:
-        for sel in by_parity:
-            sel = sel[flat[sel] == 1]
+        for parity in (0, 1):
+            rows, cols = np.divmod(cand, width)
+            sel = cand[((rows + cols) % 2 == parity) & (flat[cand] == 1)]
             gone = sel[lut[cflat[sel]]]
             if gone.size:
                 flat[gone] = 0
+                near = []
                 for k in range(8):
-                    cflat[gone + offsets[k]] &= _OPPOSITE_CLEAR[k]
+                    nb = gone + offsets[k]
+                    cflat[nb] &= _OPPOSITE_CLEAR[k]
+                    near.append(nb)
+                cand = np.concatenate([cand] + near)
+                cand = cand[flat[cand] == 1]
     return None
 
 
@@ -225,19 +230,32 @@ def neighbour_count(skel: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.stack([rows - 1, cols - 1], axis=1), counts
 
 
-def path_length(skel: np.ndarray) -> float:
+def _kulpa_luts() -> Tuple[np.ndarray, np.ndarray]:
+    """Per code: the 4-adjacent pairs (E, S) and the diagonal pairs not joined through a common 4-neighbour
+    (SE without E and S, SW without W and S) that a pixel starts, counting each pair once."""
+    even = np.zeros(256, dtype=np.int64)
+    odd = np.zeros(256, dtype=np.int64)
+    for c in range(256):
+        n_, ne, e, se, s, sw, w, nw = [(c >> k) & 1 for k in range(8)]
+        even[c] = e + s
+        odd[c] = (se and not e and not s) + (sw and not w and not s)
+    return even, odd
+
+
+_KULPA_EVEN_PAIRS, _KULPA_ODD_PAIRS = _kulpa_luts()
+
+
+def path_length(skel: np.ndarray, codes: Optional[np.ndarray] = None) -> float:
     """Length of a skeleton in pixels with Kulpa's unbiased chain-code weights (0.948 per 4-adjacent pair,
-    1.343 per diagonal pair not already joined through a common 4-neighbour)."""
-    s = np.asarray(skel).astype(bool)
-    h, w = s.shape
-    padded = np.zeros((h + 2, w + 2), dtype=bool)
-    padded[1:-1, 1:-1] = s
-    flat = padded.reshape(-1)
-    width = w + 2
-    idx = np.flatnonzero(flat)
-    east = flat[idx + 1]
-    south = flat[idx + width]
-    se = flat[idx + width + 1] & ~east & ~south
-    sw = flat[idx + width - 1] & ~flat[idx - 1] & ~south
-    return float(KULPA_EVEN * (np.count_nonzero(east) + np.count_nonzero(south))
-                 + KULPA_ODD * (np.count_nonzero(se) + np.count_nonzero(sw)))
+    1.343 per diagonal pair not already joined through a common 4-neighbour). ``codes``: the skeleton's
+    :func:`neighbour_code_image`, when already at hand."""
+    s = np.asarray(skel, dtype=bool)
+    if codes is None:
+        codes = neighbour_code_image(s.view(np.uint8))
+    return path_length_of_codes(codes[s])
+
+
+def path_length_of_codes(code: np.ndarray) -> float:
+    """:func:`path_length` from the neighbourhood codes of the skeleton's pixels (uint8, one per pixel)."""
+    hist = np.bincount(code, minlength=256)
+    return float(KULPA_EVEN * int(hist @ _KULPA_EVEN_PAIRS) + KULPA_ODD * int(hist @ _KULPA_ODD_PAIRS))
