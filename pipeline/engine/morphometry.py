@@ -97,23 +97,43 @@ def box_counts(binary: np.ndarray, sizes: List[int]) -> List[int]:
     top = max(sizes)
     h, w = binary.shape
     ph, pw = -(-h // top) * top, -(-w // top) * top
-    a = np.zeros((ph, pw), dtype=bool)
-    a[:h, :w] = binary
+    a = np.zeros((ph, pw), dtype=np.uint8)
+    a[:h, :w] = np.asarray(binary, dtype=bool)
+    a *= np.uint8(255)
     counts = {}
     s = 1
     while True:
         if s in sizes:
-            counts[s] = int(np.count_nonzero(a))
+            counts[s] = int(cv2.countNonZero(a))
         if s >= top:
             break
-        a = a[0::2, 0::2] | a[1::2, 0::2] | a[0::2, 1::2] | a[1::2, 1::2]
+        # 2x2 blocks: OpenCV's integer area average is (sum + 2) >> 2, > 0 exactly when a pixel is set
+        a = cv2.resize(a, (a.shape[1] // 2, a.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        a = cv2.threshold(a, 0, 255, cv2.THRESH_BINARY)[1]     # (cv2.compare misreads a 1x1 image)
         s *= 2
     return [counts[s] for s in sizes]
 
 
-def box_counting_dimension(binary: np.ndarray, sizes: List[int]) -> Optional[float]:
-    """Minus the least-squares slope of log N(s) against log s; None for an empty image."""
-    n = np.array(box_counts(binary, sizes), dtype=np.float64)
+def _box_counts_of_pixels(idx: np.ndarray, shape: Tuple[int, int], sizes: List[int]) -> List[int]:
+    """:func:`box_counts` of the image ``shape`` whose foreground is at the flat indices ``idx`` (sparse)."""
+    if any(s & (s - 1) or s < 1 for s in sizes):
+        raise ValueError("box sizes must be powers of two")
+    rows, cols = np.divmod(idx, shape[1])
+    out = []
+    for s in sizes:
+        shift = s.bit_length() - 1
+        bw = -(-shape[1] // s)
+        occupied = np.zeros((-(-shape[0] // s)) * bw, dtype=bool)
+        occupied[(rows >> shift) * bw + (cols >> shift)] = True
+        out.append(int(np.count_nonzero(occupied)))
+    return out
+
+
+def box_counting_dimension(binary: np.ndarray, sizes: List[int], counts: Optional[List[int]] = None
+                           ) -> Optional[float]:
+    """Minus the least-squares slope of log N(s) against log s; None for an empty image. ``counts``: the
+    image's :func:`box_counts`, when already at hand."""
+    n = np.array(box_counts(binary, sizes) if counts is None else counts, dtype=np.float64)
     ok = n > 0
     if np.count_nonzero(ok) < 2:
         return None
@@ -222,7 +242,8 @@ def segment_stats(segments: np.ndarray, smooth_sigma: float) -> Segments:
     tx, ty = sx[nxt] - sx, sy[nxt] - sy
     # arc: the smoothed path (half the closed contour), plus the pull of the smoothing at each end
     step = np.hypot(tx, ty)
-    pull = np.where(is_end, np.hypot(sx - x, sy - y), 0.0)
+    pull = np.zeros(n_pts)
+    pull[end_idx] = np.hypot(sx[end_idx] - x[end_idx], sy[end_idx] - y[end_idx])
     arc = (np.bincount(cid, weights=step, minlength=n_seg) / 2.0
            + np.bincount(cid, weights=pull, minlength=n_seg))
     angle = np.arctan2(ty, tx)
@@ -245,25 +266,25 @@ class _CircularWindow:
                  half: int) -> None:
         start = starts[cid]
         n = lengths[cid]
-        self.first = np.flatnonzero(start > 0)
-        self.before_at = start[self.first] - 1
-        self.last = start + n - 1
-        self.turns_hi, rest_hi = np.divmod(pos + half, n)
-        self.turns_lo, rest_lo = np.divmod(pos - half - 1, n)
-        self.hi, self.lo = start + rest_hi, start + rest_lo
+        # indices into [0, cumsum...]: entry j + 1 is the sum of values 0..j, entry 0 is 0.0
+        self.start, self.end = start, start + n
+        turns_hi, rest_hi = np.divmod(pos + half, n)
+        turns_lo, rest_lo = np.divmod(pos - half - 1, n)
+        self.hi, self.lo = start + rest_hi + 1, start + rest_lo + 1
+        self.turns_hi, self.turns_lo = turns_hi.astype(np.float64), turns_lo.astype(np.float64)
         self.div = float(2 * half + 1)
 
     def mean(self, values: np.ndarray) -> np.ndarray:
         """The windowed mean of ``values``, (N,) or (N, k) (each column on its own)."""
-        csum = np.cumsum(values, axis=0)
-        before = np.zeros_like(values)                  # sum of everything before each sequence's start
-        before[self.first] = csum[self.before_at]
-        total = csum[self.last] - before
+        csum = np.zeros((values.shape[0] + 1,) + values.shape[1:], dtype=np.float64)
+        np.cumsum(values, axis=0, out=csum[1:])
+        before = np.take(csum, self.start, axis=0)      # sum of everything before each sequence's start
+        total = np.take(csum, self.end, axis=0) - before
         turns_hi, turns_lo = self.turns_hi, self.turns_lo
         if values.ndim == 2:
             turns_hi, turns_lo = turns_hi[:, None], turns_lo[:, None]
-        return ((csum[self.hi] - before + turns_hi * total)
-                - (csum[self.lo] - before + turns_lo * total)) / self.div
+        return ((np.take(csum, self.hi, axis=0) - before + turns_hi * total)
+                - (np.take(csum, self.lo, axis=0) - before + turns_lo * total)) / self.div
 
 
 def _circular_mean(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, cid: np.ndarray,
@@ -299,7 +320,7 @@ def _zone_counts(mask: np.ndarray, fov: np.ndarray, centre: Tuple[float, float],
     """Per zone of :func:`zone_masks`: (pixels of the ring, of the ring in the FOV, of vessel there), computed
     on the box around the outer ring only (the pixels outside it are in no ring)."""
     h, w = mask.shape
-    r_out = max(ZONE_B[1], ZONE_C[1]) * radius
+    r_out = max(ZONE_B[1], ZONE_C[1]) * abs(radius)
     if not (np.isfinite(centre[0]) and np.isfinite(centre[1]) and np.isfinite(r_out)):
         y0, y1, x0, x1 = 0, h, 0, w
     else:
@@ -307,14 +328,25 @@ def _zone_counts(mask: np.ndarray, fov: np.ndarray, centre: Tuple[float, float],
         x1 = int(min(max(math.ceil(centre[0] + r_out) + 3, x0), w))
         y0 = int(min(max(math.floor(centre[1] - r_out) - 2, 0), h))
         y1 = int(min(max(math.ceil(centre[1] + r_out) + 3, y0), h))
+    if y1 <= y0 or x1 <= x0:
+        return {"zone_b": (0, 0, 0), "zone_c": (0, 0, 0)}
     yy, xx = np.ogrid[y0:y1, x0:x1]
     d2 = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2
-    m, f = mask[y0:y1, x0:x1], fov[y0:y1, x0:x1]
+    m = mask[y0:y1, x0:x1].view(np.uint8)
+    f = fov[y0:y1, x0:x1].view(np.uint8)
     out = {}
     for name, (lo, hi) in (("zone_b", ZONE_B), ("zone_c", ZONE_C)):
-        zone = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
-        zf = zone & f
-        out[name] = (int(np.count_nonzero(zone)), int(np.count_nonzero(zf)), int(np.count_nonzero(m & zf)))
+        if d2.size < 64:        # (OpenCV may take a tiny image for a scalar)
+            zone_b = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
+            zf_b = zone_b & (f != 0)
+            out[name] = (int(np.count_nonzero(zone_b)), int(np.count_nonzero(zf_b)),
+                         int(np.count_nonzero(zf_b & (m != 0))))
+            continue
+        # lo^2 <= d2 < hi^2, as OpenCV's inclusive range (the largest double below hi^2)
+        zone = cv2.inRange(d2, float((lo * radius) ** 2), float(np.nextafter((hi * radius) ** 2, -np.inf)))
+        zf = cv2.bitwise_and(zone, f)
+        out[name] = (int(cv2.countNonZero(zone)), int(cv2.countNonZero(zf)),
+                     int(cv2.countNonZero(cv2.bitwise_and(zf, m))))
     return out
 
 
@@ -393,7 +425,8 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
     # fractal dimension
     sizes = _box_sizes(work_diameter)
     out["fractal_dimension"] = {"mask": _r(box_counting_dimension(g.mask, sizes), 4),
-                                "skeleton": _r(box_counting_dimension(skel, sizes), 4),
+                                "skeleton": _r(box_counting_dimension(
+                                    skel, sizes, _box_counts_of_pixels(skel_idx, skel.shape, sizes)), 4),
                                 "box_sizes_fovd": [round(s / wd, 6) for s in sizes]}
     # length
     total_len = path_length_of_codes(skel_code)

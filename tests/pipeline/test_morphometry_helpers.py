@@ -54,7 +54,7 @@ def test_zone_counts_on_the_ring_box_equal_the_whole_image_masks(seed):
     h, w = int(rng.integers(50, 300)), int(rng.integers(50, 300))
     mask, fov = rng.random((h, w)) < 0.2, rng.random((h, w)) < 0.8
     for centre, radius in (((rng.uniform(-50, w + 50), rng.uniform(-50, h + 50)), rng.uniform(1, 40)),
-                           ((w / 2.0, h / 2.0), 500.0), ((3.5, 7.25), 0.3), ((-900.0, 10.0), 5.0)):
+                           ((w / 2.0, h / 2.0), 500.0), ((3.5, 7.25), 0.3), ((-900.0, 10.0), 5.0), ((0.2, 1.4), 0.5), ((w - 1.0, 2.0), 1.9)):
         zones = M.zone_masks((h, w), centre, radius)
         got = M._zone_counts(mask, fov, centre, radius)
         for name, zone in zones.items():
@@ -87,3 +87,26 @@ def test_the_circular_window_is_the_wrapped_moving_mean():
     assert np.array_equal(window.mean(np.ascontiguousarray(values[:, 1])), both[:, 1])
     assert np.array_equal(M._circular_mean(values, starts, lengths, cid, pos, 4), both)
     assert math.isfinite(float(both.sum()))
+
+
+def plain_box_counts(binary: np.ndarray, sizes):
+    out = []
+    for s in sizes:
+        h, w = binary.shape
+        a = np.zeros((-(-h // s) * s, -(-w // s) * s), bool)
+        a[:h, :w] = binary
+        out.append(int(np.count_nonzero(a.reshape(a.shape[0] // s, s, a.shape[1] // s, s).any(axis=(1, 3)))))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_box_counts_dense_and_sparse_are_the_plain_block_counts(seed):
+    rng = np.random.default_rng(seed)
+    sizes = [1, 2, 4, 8, 16, 32, 64]
+    for _ in range(5):
+        h, w = int(rng.integers(1, 200)), int(rng.integers(1, 200))
+        img = rng.random((h, w)) < rng.choice([0.001, 0.02, 0.3, 0.95])
+        expected = plain_box_counts(img, sizes)
+        assert M.box_counts(img, sizes) == expected
+        assert M._box_counts_of_pixels(np.flatnonzero(img), img.shape, sizes) == expected
+        assert M.box_counts(img, sizes[2:5]) == expected[2:5]
