@@ -177,6 +177,37 @@ def _classify_codes(shape: Tuple[int, int], idx: np.ndarray, code: np.ndarray) -
     return end_mask, branch_mask
 
 
+def _components8(idx: np.ndarray, shape: Tuple[int, int]) -> int:
+    """Number of 8-connected groups of the pixels at the ascending flat indices ``idx`` of an image ``shape``
+    (few pixels: label propagation over their adjacent pairs instead of labelling the whole image)."""
+    n = int(idx.size)
+    if n < 2:
+        return n
+    h, w = shape
+    rows, cols = np.divmod(idx, w)
+    u_parts, v_parts = [], []
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):          # each adjacent pair once: E, SW, S, SE
+        ok = (rows + dy < h) & (cols + dx >= 0) & (cols + dx < w)
+        src = np.flatnonzero(ok)
+        target = idx[src] + dy * w + dx
+        at = np.minimum(np.searchsorted(idx, target), n - 1)
+        hit = idx[at] == target
+        u_parts.append(src[hit])
+        v_parts.append(at[hit])
+    u, v = np.concatenate(u_parts), np.concatenate(v_parts)
+    labels = np.arange(n)
+    while u.size:
+        low = np.minimum(labels[u], labels[v])
+        new = labels.copy()
+        np.minimum.at(new, u, low)
+        np.minimum.at(new, v, low)
+        new = new[new]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return int(np.count_nonzero(labels == np.arange(n)))
+
+
 def _luts() -> Tuple[np.ndarray, np.ndarray]:
     pop = np.array([bin(c).count("1") for c in range(256)], dtype=np.uint8)
     runs = np.zeros(256, dtype=np.uint8)
@@ -417,9 +448,7 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
     skel_idx = np.flatnonzero(skel)
     skel_code = codes.reshape(-1)[skel_idx]
     end_mask, branch_mask = _classify_codes(skel.shape, skel_idx, skel_code)
-    n_branch = 0
-    if branch_mask.any():
-        n_branch = cv2.connectedComponents(branch_mask.view(np.uint8), connectivity=8)[0] - 1
+    n_branch = _components8(np.compress(_RUNS[skel_code] >= 3, skel_idx), skel.shape)
     out["end_points"] = int(np.count_nonzero(end_mask))
     out["branch_points"] = int(n_branch)
     # fractal dimension

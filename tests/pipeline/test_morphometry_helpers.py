@@ -110,3 +110,27 @@ def test_box_counts_dense_and_sparse_are_the_plain_block_counts(seed):
         assert M.box_counts(img, sizes) == expected
         assert M._box_counts_of_pixels(np.flatnonzero(img), img.shape, sizes) == expected
         assert M.box_counts(img, sizes[2:5]) == expected[2:5]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_component_count_of_few_pixels_is_opencvs(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(30):
+        h, w = int(rng.integers(1, 60)), int(rng.integers(1, 60))
+        img = rng.random((h, w)) < rng.choice([0.01, 0.05, 0.2, 0.5])
+        if rng.random() < 0.3:
+            img = cv2.dilate(img.astype(np.uint8), np.ones((2, 2), np.uint8)).astype(bool)
+        expected = cv2.connectedComponents(img.view(np.uint8), connectivity=8)[0] - 1
+        assert M._components8(np.flatnonzero(img), img.shape) == expected
+
+
+def test_median_of_halves_is_numpys_median():
+    from vessel_seg.pipeline.engine.optic_disc import _median_of_halves
+    rng = np.random.default_rng(9)
+    for n in (1, 2, 3, 4, 5, 100, 101, 5000, 5001):
+        for spread in (1, 3, 256):
+            a = rng.integers(0, spread, size=(n, 2)).astype(np.uint8)
+            lum = (a[:, 0].astype(np.float32) + a[:, 1].astype(np.float32)) * 0.5
+            assert _median_of_halves(lum) == float(np.median(lum))
+    full = np.array([0.0, 255.0, 255.0, 0.5], np.float32)
+    assert _median_of_halves(full) == float(np.median(full))
