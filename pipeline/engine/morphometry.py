@@ -60,7 +60,9 @@ def _resample(binary: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     if k >= 2:
         h, w = (src.shape[0] // k) * k, (src.shape[1] // k) * k
         src = cv2.resize(src[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
-    return cv2.resize(src, size, interpolation=cv2.INTER_LINEAR) >= 128
+    # > 127 as 0/1, viewed as bool: the same as ">= 128", cheaper
+    return cv2.threshold(cv2.resize(src, size, interpolation=cv2.INTER_LINEAR), 127, 1,
+                         cv2.THRESH_BINARY)[1].view(bool)
 
 
 def fov_box(fov: np.ndarray) -> Tuple[int, int, int, int]:
@@ -85,8 +87,9 @@ def work_grid(mask_box: np.ndarray, fov_box_: np.ndarray, bbox: Tuple[int, int, 
     size = (max(1, int(round(bbox[2] * scale))), max(1, int(round(bbox[3] * scale))))
     m = _resample(mask_box, size)
     # the FOV is a smooth disc: nearest-neighbour sampling is exact to a working pixel and much cheaper
-    f = cv2.resize(fov_box_.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return WorkGrid(mask=m & f, fov=f, bbox=bbox, diameter=diameter, scale=scale)
+    f = cv2.resize(fov_box_.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).view(bool)   # 0/1 stays 0/1
+    return WorkGrid(mask=cv2.bitwise_and(m.view(np.uint8), f.view(np.uint8)).view(bool), fov=f, bbox=bbox,
+                    diameter=diameter, scale=scale)
 
 
 # ------------------------------------------------------------------------------------------- fractal dimension
@@ -368,10 +371,10 @@ def _zone_counts(mask: np.ndarray, fov: np.ndarray, centre: Tuple[float, float],
     out = {}
     for name, (lo, hi) in (("zone_b", ZONE_B), ("zone_c", ZONE_C)):
         if d2.size < 64:        # (OpenCV may take a tiny image for a scalar)
-            zone_b = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
-            zf_b = zone_b & (f != 0)
-            out[name] = (int(np.count_nonzero(zone_b)), int(np.count_nonzero(zf_b)),
-                         int(np.count_nonzero(zf_b & (m != 0))))
+            ring = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
+            ring_fov = ring & (f != 0)
+            out[name] = (int(np.count_nonzero(ring)), int(np.count_nonzero(ring_fov)),
+                         int(np.count_nonzero(ring_fov & (m != 0))))
             continue
         # lo^2 <= d2 < hi^2, as OpenCV's inclusive range (the largest double below hi^2)
         zone = cv2.inRange(d2, float((lo * radius) ** 2), float(np.nextafter((hi * radius) ** 2, -np.inf)))

@@ -134,3 +134,23 @@ def test_median_of_halves_is_numpys_median():
             assert _median_of_halves(lum) == float(np.median(lum))
     full = np.array([0.0, 255.0, 255.0, 0.5], np.float32)
     assert _median_of_halves(full) == float(np.median(full))
+
+
+def test_work_grid_is_the_thresholded_resample_within_the_fov():
+    rng = np.random.default_rng(11)
+    for i in range(40):
+        h, w = (int(v) for v in rng.integers(1, 200, size=2))
+        mask, fov = rng.random((h, w)) < 0.3, rng.random((h, w)) < 0.9
+        src = mask.view(np.uint8) * np.uint8(255)
+        if i % 2:
+            mask = src
+        for wd in (1, 5, 300):
+            g = M.work_grid(mask, fov, (0, 0, w, h), wd)
+            size = g.mask.shape[::-1]
+            k = int(min(w / float(size[0]), h / float(size[1])))
+            small = src
+            if k >= 2:
+                small = cv2.resize(src[:(h // k) * k, :(w // k) * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+            expected_fov = cv2.resize(fov.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+            expected = (cv2.resize(small, size, interpolation=cv2.INTER_LINEAR) >= 128) & expected_fov
+            assert g.mask.dtype == bool and np.array_equal(g.mask, expected) and np.array_equal(g.fov, expected_fov)
