@@ -54,7 +54,8 @@ def test_zone_counts_on_the_ring_box_equal_the_whole_image_masks(seed):
     h, w = int(rng.integers(50, 300)), int(rng.integers(50, 300))
     mask, fov = rng.random((h, w)) < 0.2, rng.random((h, w)) < 0.8
     for centre, radius in (((rng.uniform(-50, w + 50), rng.uniform(-50, h + 50)), rng.uniform(1, 40)),
-                           ((w / 2.0, h / 2.0), 500.0), ((3.5, 7.25), 0.3), ((-900.0, 10.0), 5.0), ((0.2, 1.4), 0.5), ((w - 1.0, 2.0), 1.9)):
+                           ((w / 2.0, h / 2.0), 500.0), ((3.5, 7.25), 0.3), ((-900.0, 10.0), 5.0),
+                           ((0.2, 1.4), 0.5), ((w - 1.0, 2.0), 1.9)):
         zones = M.zone_masks((h, w), centre, radius)
         got = M._zone_counts(mask, fov, centre, radius)
         for name, zone in zones.items():
