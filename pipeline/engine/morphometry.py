@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from vessel_seg.pipeline.engine.optic_disc import OpticDisc, locate_optic_disc
-from vessel_seg.pipeline.engine.skeleton import neighbour_codes, path_length, thin
+from vessel_seg.pipeline.engine.skeleton import neighbour_code_image, path_length_of_codes, thin_with_codes
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ def _resample(binary: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     if k >= 2:
         h, w = (src.shape[0] // k) * k, (src.shape[1] // k) * k
         src = cv2.resize(src[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
-    return cv2.resize(src, size, interpolation=cv2.INTER_LINEAR) >= 128
+    # > 127 as 0/1, viewed as bool: the same as ">= 128", cheaper
+    return cv2.threshold(cv2.resize(src, size, interpolation=cv2.INTER_LINEAR), 127, 1,
+                         cv2.THRESH_BINARY)[1].view(bool)
 
 
 def fov_box(fov: np.ndarray) -> Tuple[int, int, int, int]:
@@ -85,8 +87,9 @@ def work_grid(mask_box: np.ndarray, fov_box_: np.ndarray, bbox: Tuple[int, int, 
     size = (max(1, int(round(bbox[2] * scale))), max(1, int(round(bbox[3] * scale))))
     m = _resample(mask_box, size)
     # the FOV is a smooth disc: nearest-neighbour sampling is exact to a working pixel and much cheaper
-    f = cv2.resize(fov_box_.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return WorkGrid(mask=m & f, fov=f, bbox=bbox, diameter=diameter, scale=scale)
+    f = cv2.resize(fov_box_.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).view(bool)   # 0/1 stays 0/1
+    return WorkGrid(mask=cv2.bitwise_and(m.view(np.uint8), f.view(np.uint8)).view(bool), fov=f, bbox=bbox,
+                    diameter=diameter, scale=scale)
 
 
 # ------------------------------------------------------------------------------------------- fractal dimension
@@ -97,23 +100,43 @@ def box_counts(binary: np.ndarray, sizes: List[int]) -> List[int]:
     top = max(sizes)
     h, w = binary.shape
     ph, pw = -(-h // top) * top, -(-w // top) * top
-    a = np.zeros((ph, pw), dtype=bool)
-    a[:h, :w] = binary
+    a = np.zeros((ph, pw), dtype=np.uint8)
+    a[:h, :w] = np.asarray(binary, dtype=bool)
+    a *= np.uint8(255)
     counts = {}
     s = 1
     while True:
         if s in sizes:
-            counts[s] = int(np.count_nonzero(a))
+            counts[s] = int(cv2.countNonZero(a))
         if s >= top:
             break
-        a = a[0::2, 0::2] | a[1::2, 0::2] | a[0::2, 1::2] | a[1::2, 1::2]
+        # 2x2 blocks: OpenCV's integer area average is (sum + 2) >> 2, > 0 exactly when a pixel is set
+        a = cv2.resize(a, (a.shape[1] // 2, a.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        a = cv2.threshold(a, 0, 255, cv2.THRESH_BINARY)[1]     # (cv2.compare misreads a 1x1 image)
         s *= 2
     return [counts[s] for s in sizes]
 
 
-def box_counting_dimension(binary: np.ndarray, sizes: List[int]) -> Optional[float]:
-    """Minus the least-squares slope of log N(s) against log s; None for an empty image."""
-    n = np.array(box_counts(binary, sizes), dtype=np.float64)
+def _box_counts_of_pixels(idx: np.ndarray, shape: Tuple[int, int], sizes: List[int]) -> List[int]:
+    """:func:`box_counts` of the image ``shape`` whose foreground is at the flat indices ``idx`` (sparse)."""
+    if any(s & (s - 1) or s < 1 for s in sizes):
+        raise ValueError("box sizes must be powers of two")
+    rows, cols = np.divmod(idx, shape[1])
+    out = []
+    for s in sizes:
+        shift = s.bit_length() - 1
+        bw = -(-shape[1] // s)
+        occupied = np.zeros((-(-shape[0] // s)) * bw, dtype=bool)
+        occupied[(rows >> shift) * bw + (cols >> shift)] = True
+        out.append(int(np.count_nonzero(occupied)))
+    return out
+
+
+def box_counting_dimension(binary: np.ndarray, sizes: List[int], counts: Optional[List[int]] = None
+                           ) -> Optional[float]:
+    """Minus the least-squares slope of log N(s) against log s; None for an empty image. ``counts``: the
+    image's :func:`box_counts`, when already at hand."""
+    n = np.array(box_counts(binary, sizes) if counts is None else counts, dtype=np.float64)
     ok = n > 0
     if np.count_nonzero(ok) < 2:
         return None
@@ -133,27 +156,59 @@ def _box_sizes(work_diameter: int) -> List[int]:
 
 
 # ------------------------------------------------------------------------------------------- skeleton graph
-def classify_skeleton(skel: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def classify_skeleton(skel: np.ndarray, codes: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(end-point mask, branch-point mask) of a skeleton, from each pixel's 8-neighbourhood:
-    an end has one neighbour, or two that touch; a branch pixel has 3 or more separate runs of neighbours."""
-    h, w = skel.shape
-    padded = np.zeros((h + 2, w + 2), dtype=np.uint8)
-    padded[1:-1, 1:-1] = skel
-    flat = padded.reshape(-1)
-    idx = np.flatnonzero(flat)
-    width = w + 2
-    offsets = np.array([-width, -width + 1, 1, width + 1, width, width - 1, -1, -width - 1], dtype=np.int64)
-    code = neighbour_codes(flat, idx, offsets)
+    an end has one neighbour, or two that touch; a branch pixel has 3 or more separate runs of neighbours.
+    ``codes``: the skeleton's :func:`neighbour_code_image`, when already at hand."""
+    s = np.asarray(skel, dtype=bool)
+    if codes is None:
+        codes = neighbour_code_image(s.view(np.uint8))
+    idx = np.flatnonzero(s)
+    return _classify_codes(s.shape, idx, codes.reshape(-1)[idx])
+
+
+def _classify_codes(shape: Tuple[int, int], idx: np.ndarray, code: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`classify_skeleton` of the skeleton pixels at flat indices ``idx`` with codes ``code``."""
     n_nb = _POPCOUNT[code]
     runs = _RUNS[code]
     end = (n_nb == 1) | ((n_nb == 2) & (runs == 1))
     branch = runs >= 3
-    rows, cols = np.divmod(idx, width)
-    end_mask = np.zeros((h, w), dtype=bool)
-    branch_mask = np.zeros((h, w), dtype=bool)
-    end_mask[rows[end] - 1, cols[end] - 1] = True
-    branch_mask[rows[branch] - 1, cols[branch] - 1] = True
+    end_mask = np.zeros(shape, dtype=bool)
+    branch_mask = np.zeros(shape, dtype=bool)
+    end_mask.reshape(-1)[idx[end]] = True
+    branch_mask.reshape(-1)[idx[branch]] = True
     return end_mask, branch_mask
+
+
+def _components8(idx: np.ndarray, shape: Tuple[int, int]) -> int:
+    """Number of 8-connected groups of the pixels at the ascending flat indices ``idx`` of an image ``shape``
+    (few pixels: label propagation over their adjacent pairs instead of labelling the whole image)."""
+    n = int(idx.size)
+    if n < 2:
+        return n
+    h, w = shape
+    rows, cols = np.divmod(idx, w)
+    u_parts, v_parts = [], []
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):          # each adjacent pair once: E, SW, S, SE
+        ok = (rows + dy < h) & (cols + dx >= 0) & (cols + dx < w)
+        src = np.flatnonzero(ok)
+        target = idx[src] + dy * w + dx
+        at = np.minimum(np.searchsorted(idx, target), n - 1)
+        hit = idx[at] == target
+        u_parts.append(src[hit])
+        v_parts.append(at[hit])
+    u, v = np.concatenate(u_parts), np.concatenate(v_parts)
+    labels = np.arange(n)
+    while u.size:
+        low = np.minimum(labels[u], labels[v])
+        new = labels.copy()
+        np.minimum.at(new, u, low)
+        np.minimum.at(new, v, low)
+        new = new[new]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return int(np.count_nonzero(labels == np.arange(n)))
 
 
 def _luts() -> Tuple[np.ndarray, np.ndarray]:
@@ -182,72 +237,94 @@ def segment_stats(segments: np.ndarray, smooth_sigma: float) -> Segments:
     """Measure every branch-free piece of skeleton: ordered by its outer contour (out along the piece and
     back), arc = half the contour length, chord = distance between the two turn-back points (its ends),
     turning = (sum of |tangent angle change| of the Gaussian-smoothed contour - 2 pi) / 2."""
-    found = cv2.findContours(segments.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    img = segments.view(np.uint8) if segments.dtype == bool else segments.astype(np.uint8)
+    found = cv2.findContours(np.ascontiguousarray(img), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     contours = found[0] if len(found) == 2 else found[1]
     contours = [c for c in contours if len(c) >= 2]
     if not contours:
         empty = np.zeros(0, dtype=np.float64)
         return Segments(empty, empty, empty)
     lengths = np.array([len(c) for c in contours], dtype=np.int64)
-    pts = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float64)
+    pts = np.concatenate(contours).reshape(-1, 2).astype(np.float64)
+    x, y = np.ascontiguousarray(pts[:, 0]), np.ascontiguousarray(pts[:, 1])
+    n_pts, n_seg = x.size, len(contours)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    cid = np.repeat(np.arange(len(contours)), lengths)
-    pos = np.arange(len(pts)) - starts[cid]
-    n = lengths[cid]
-
-    def shifted(k: int) -> np.ndarray:
-        return starts[cid] + (pos + k) % n
-
-    nxt, prv = shifted(1), shifted(-1)
+    cid = np.repeat(np.arange(n_seg), lengths)
+    start = starts[cid]
+    pos = np.arange(n_pts) - start
+    # next and previous point along each closed contour
+    nxt = np.arange(1, n_pts + 1)
+    nxt[starts + lengths - 1] = starts
+    prv = np.arange(-1, n_pts - 1)
+    prv[starts] = starts + lengths - 1
     # ends: the contour turns back on itself there (previous point == next point)
-    is_end = (pts[prv, 0] == pts[nxt, 0]) & (pts[prv, 1] == pts[nxt, 1])
+    is_end = (x[prv] == x[nxt]) & (y[prv] == y[nxt])
     end_idx = np.flatnonzero(is_end)
-    n_ends = np.bincount(cid[end_idx], minlength=len(contours))
-    chord = np.full(len(contours), np.nan)
+    n_ends = np.bincount(cid[end_idx], minlength=n_seg)
+    chord = np.full(n_seg, np.nan)
     two = n_ends[cid[end_idx]] == 2
     pair = end_idx[two].reshape(-1, 2)
     if pair.size:
-        d = np.hypot(pts[pair[:, 0], 0] - pts[pair[:, 1], 0], pts[pair[:, 0], 1] - pts[pair[:, 1], 1])
+        d = np.hypot(x[pair[:, 0]] - x[pair[:, 1]], y[pair[:, 0]] - y[pair[:, 1]])
         chord[cid[pair[:, 0]]] = d
     # smoothing along the (closed) contour: three circular moving averages (about a Gaussian of smooth_sigma)
     half = max(1, int(round(0.5 * (math.sqrt(4.0 * smooth_sigma ** 2 + 1.0) - 1.0))))
-    smooth = pts
+    window = _CircularWindow(starts, lengths, cid, pos, half)
+    sx, sy = x, y
     for _ in range(3):
-        smooth = _circular_mean(smooth, starts, lengths, cid, pos, half)
-    tan = smooth[nxt] - smooth
+        sx, sy = window.mean(sx), window.mean(sy)
+    tx, ty = sx[nxt] - sx, sy[nxt] - sy
     # arc: the smoothed path (half the closed contour), plus the pull of the smoothing at each end
-    step = np.hypot(tan[:, 0], tan[:, 1])
-    pull = np.where(is_end, np.hypot(*(smooth - pts).T), 0.0)
-    arc = (np.bincount(cid, weights=step, minlength=len(contours)) / 2.0
-           + np.bincount(cid, weights=pull, minlength=len(contours)))
-    angle = np.arctan2(tan[:, 1], tan[:, 0])
+    step = np.hypot(tx, ty)
+    pull = np.zeros(n_pts)
+    pull[end_idx] = np.hypot(sx[end_idx] - x[end_idx], sy[end_idx] - y[end_idx])
+    arc = (np.bincount(cid, weights=step, minlength=n_seg) / 2.0
+           + np.bincount(cid, weights=pull, minlength=n_seg))
+    angle = np.arctan2(ty, tx)
     valid = step > 1e-9
     dtheta = angle - angle[prv]
     dtheta = np.abs((dtheta + np.pi) % (2.0 * np.pi) - np.pi)
     dtheta[~(valid & valid[prv])] = 0.0
     # the exact reversals at the two ends (|dtheta| = pi each) are not vessel curvature
     dtheta[is_end] = 0.0
-    total = np.bincount(cid, weights=dtheta, minlength=len(contours))
+    total = np.bincount(cid, weights=dtheta, minlength=n_seg)
     turning = total / 2.0
     return Segments(arc=arc, chord=chord, turning=turning)
+
+
+class _CircularWindow:
+    """Mean over positions pos-half .. pos+half of each closed sequence (concatenated; wrapping around),
+    with the index arithmetic done once for several uses (the same sums, in the same order, as per use)."""
+
+    def __init__(self, starts: np.ndarray, lengths: np.ndarray, cid: np.ndarray, pos: np.ndarray,
+                 half: int) -> None:
+        start = starts[cid]
+        n = lengths[cid]
+        # indices into [0, cumsum...]: entry j + 1 is the sum of values 0..j, entry 0 is 0.0
+        self.start, self.end = start, start + n
+        turns_hi, rest_hi = np.divmod(pos + half, n)
+        turns_lo, rest_lo = np.divmod(pos - half - 1, n)
+        self.hi, self.lo = start + rest_hi + 1, start + rest_lo + 1
+        self.turns_hi, self.turns_lo = turns_hi.astype(np.float64), turns_lo.astype(np.float64)
+        self.div = float(2 * half + 1)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """The windowed mean of ``values``, (N,) or (N, k) (each column on its own)."""
+        csum = np.zeros((values.shape[0] + 1,) + values.shape[1:], dtype=np.float64)
+        np.cumsum(values, axis=0, out=csum[1:])
+        before = np.take(csum, self.start, axis=0)      # sum of everything before each sequence's start
+        total = np.take(csum, self.end, axis=0) - before
+        turns_hi, turns_lo = self.turns_hi, self.turns_lo
+        if values.ndim == 2:
+            turns_hi, turns_lo = turns_hi[:, None], turns_lo[:, None]
+        return ((np.take(csum, self.hi, axis=0) - before + turns_hi * total)
+                - (np.take(csum, self.lo, axis=0) - before + turns_lo * total)) / self.div
 
 
 def _circular_mean(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, cid: np.ndarray,
                    pos: np.ndarray, half: int) -> np.ndarray:
     """Mean over positions pos-half .. pos+half of each closed sequence (concatenated; wrapping around)."""
-    csum = np.cumsum(values, axis=0)
-    before = np.zeros_like(values)                  # sum of everything before each sequence's start
-    first = starts[cid] > 0
-    before[first] = csum[starts[cid][first] - 1]
-    n = lengths[cid]
-    total = csum[starts[cid] + n - 1] - before
-
-    def upto(j: np.ndarray) -> np.ndarray:
-        """Sum of positions 0..j of each sequence, j may leave 0..n-1 (whole turns added)."""
-        turns, rest = np.divmod(j, n)
-        return csum[starts[cid] + rest] - before + turns[:, None] * total
-
-    return (upto(pos + half) - upto(pos - half - 1)) / float(2 * half + 1)
+    return _CircularWindow(starts, lengths, cid, pos, half).mean(values)
 
 
 # ------------------------------------------------------------------------------------------- the measurement
@@ -269,6 +346,41 @@ def zone_masks(shape: Tuple[int, int], centre: Tuple[float, float], radius: floa
     out = {}
     for name, (lo, hi) in (("zone_b", ZONE_B), ("zone_c", ZONE_C)):
         out[name] = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
+    return out
+
+
+def _zone_counts(mask: np.ndarray, fov: np.ndarray, centre: Tuple[float, float], radius: float
+                 ) -> Dict[str, Tuple[int, int, int]]:
+    """Per zone of :func:`zone_masks`: (pixels of the ring, of the ring in the FOV, of vessel there), computed
+    on the box around the outer ring only (the pixels outside it are in no ring)."""
+    h, w = mask.shape
+    r_out = max(ZONE_B[1], ZONE_C[1]) * abs(radius)
+    if not (np.isfinite(centre[0]) and np.isfinite(centre[1]) and np.isfinite(r_out)):
+        y0, y1, x0, x1 = 0, h, 0, w
+    else:
+        x0 = int(min(max(math.floor(centre[0] - r_out) - 2, 0), w))
+        x1 = int(min(max(math.ceil(centre[0] + r_out) + 3, x0), w))
+        y0 = int(min(max(math.floor(centre[1] - r_out) - 2, 0), h))
+        y1 = int(min(max(math.ceil(centre[1] + r_out) + 3, y0), h))
+    if y1 <= y0 or x1 <= x0:
+        return {"zone_b": (0, 0, 0), "zone_c": (0, 0, 0)}
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    d2 = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2
+    m = mask[y0:y1, x0:x1].view(np.uint8)
+    f = fov[y0:y1, x0:x1].view(np.uint8)
+    out = {}
+    for name, (lo, hi) in (("zone_b", ZONE_B), ("zone_c", ZONE_C)):
+        if d2.size < 64:        # (OpenCV may take a tiny image for a scalar)
+            ring = (d2 >= (lo * radius) ** 2) & (d2 < (hi * radius) ** 2)
+            ring_fov = ring & (f != 0)
+            out[name] = (int(np.count_nonzero(ring)), int(np.count_nonzero(ring_fov)),
+                         int(np.count_nonzero(ring_fov & (m != 0))))
+            continue
+        # lo^2 <= d2 < hi^2, as OpenCV's inclusive range (the largest double below hi^2)
+        zone = cv2.inRange(d2, float((lo * radius) ** 2), float(np.nextafter((hi * radius) ** 2, -np.inf)))
+        zf = cv2.bitwise_and(zone, f)
+        out[name] = (int(cv2.countNonZero(zone)), int(cv2.countNonZero(zf)),
+                     int(cv2.countNonZero(cv2.bitwise_and(zf, m))))
     return out
 
 
@@ -321,12 +433,10 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
     if disc.found:
         assert disc.x is not None and disc.y is not None and disc.radius is not None
         centre = g.to_work(disc.x, disc.y)
-        zones = zone_masks(g.mask.shape, centre, disc.radius * g.scale)
-        for name, zone in zones.items():
-            zf = zone & g.fov
-            density[name] = _r(_ratio(np.count_nonzero(g.mask & zf), np.count_nonzero(zf)))
-            ring_area = float(np.count_nonzero(zone)) or 1.0
-            density[name + "_fov_coverage"] = _r(np.count_nonzero(zf) / ring_area, 4)
+        for name, (ring, in_fov, vessels) in _zone_counts(g.mask, g.fov, centre, disc.radius * g.scale).items():
+            density[name] = _r(_ratio(vessels, in_fov))
+            ring_area = float(ring) or 1.0
+            density[name + "_fov_coverage"] = _r(in_fov / ring_area, 4)
         if density["zone_b"] is None:
             density["zone_reason"] = "zones lie outside the field of view"
     else:
@@ -337,24 +447,28 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
         return _not_a_vessel_tree(out, "vessel density %.2f > %.2f: the mask is not a vessel tree"
                                   % (density_fov, MAX_DENSITY))
     # skeleton and its graph
-    skel = thin(g.mask, max_iterations=max(1, int(math.ceil(MAX_THINNING_FOVD * wd))))
-    end_mask, branch_mask = classify_skeleton(skel)
-    n_branch = 0
-    if branch_mask.any():
-        n_branch = cv2.connectedComponents(branch_mask.view(np.uint8), connectivity=8)[0] - 1
+    skel, codes = thin_with_codes(g.mask, max_iterations=max(1, int(math.ceil(MAX_THINNING_FOVD * wd))))
+    skel_idx = np.flatnonzero(skel)
+    skel_code = codes.reshape(-1)[skel_idx]
+    end_mask, branch_mask = _classify_codes(skel.shape, skel_idx, skel_code)
+    n_branch = _components8(np.compress(_RUNS[skel_code] >= 3, skel_idx), skel.shape)
     out["end_points"] = int(np.count_nonzero(end_mask))
     out["branch_points"] = int(n_branch)
     # fractal dimension
     sizes = _box_sizes(work_diameter)
     out["fractal_dimension"] = {"mask": _r(box_counting_dimension(g.mask, sizes), 4),
-                                "skeleton": _r(box_counting_dimension(skel, sizes), 4),
+                                "skeleton": _r(box_counting_dimension(
+                                    skel, sizes, _box_counts_of_pixels(skel_idx, skel.shape, sizes)), 4),
                                 "box_sizes_fovd": [round(s / wd, 6) for s in sizes]}
     # length
-    total_len = path_length(skel)
+    total_len = path_length_of_codes(skel_code)
     out["length"] = {"total_fovd": _r(total_len / wd, 4), "total_px": _r(total_len / g.scale, 1)}
     # tortuosity over branch-free segments
-    near_branch = cv2.dilate(branch_mask.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    seg = segment_stats(skel & ~near_branch, SMOOTH_FOVD * wd)
+    near_branch = cv2.dilate(branch_mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    away = ~near_branch.reshape(-1)[skel_idx]            # skeleton pixels away from branch points
+    centre = np.zeros(skel.shape, dtype=bool)
+    centre.reshape(-1)[skel_idx[away]] = True
+    seg = segment_stats(centre, SMOOTH_FOVD * wd)
     use = (seg.arc >= MIN_SEGMENT_FOVD * wd) & np.isfinite(seg.chord) & (seg.chord > 0)
     arc, chord, turn = seg.arc[use], seg.chord[use], seg.turning[use]
     tort: Dict[str, Any] = {"arc_chord": None, "curvature_rad_per_fovd": None, "segments": int(arc.size)}
@@ -363,7 +477,7 @@ def _measure_box(mask: np.ndarray, fov: np.ndarray, rgb: Optional[np.ndarray], b
         tort["curvature_rad_per_fovd"] = _r(float(np.sum(turn) / np.sum(arc)) * wd, 4)
     out["tortuosity"] = tort
     # width: 2 x (distance to the background) - 1 at every skeleton pixel away from branch points
-    out["width"] = _width(g, skel & ~near_branch)
+    out["width"] = _width(g, centre, skel_idx[away])
     return out
 
 
@@ -379,14 +493,17 @@ def _not_a_vessel_tree(out: Dict[str, Any], reason: str) -> Dict[str, Any]:
     return out
 
 
-def _width(g: WorkGrid, centre: np.ndarray) -> Dict[str, Any]:
+def _width(g: WorkGrid, centre: np.ndarray, centre_idx: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """Width statistics at the pixels ``centre`` (bool mask; or their flat indices ``centre_idx``, ascending)."""
     wd = float(g.scale * g.diameter)
     empty = {"mean_fovd": None, "mean_px": None, "median_fovd": None, "p90_fovd": None, "samples": 0,
              "histogram": {"bin_fovd": WIDTH_BIN_FOVD, "fraction": [0.0] * WIDTH_BINS}}
-    if not centre.any():
+    if centre_idx is None:
+        centre_idx = np.flatnonzero(centre)
+    if not centre_idx.size:
         return empty
     dist = cv2.distanceTransform(g.mask.view(np.uint8), cv2.DIST_L2, 5)
-    widths = np.maximum(2.0 * dist[centre] - 1.0, 1.0) / wd
+    widths = np.maximum(2.0 * dist.reshape(-1)[centre_idx] - 1.0, 1.0) / wd
     hist = np.bincount(np.minimum((widths / WIDTH_BIN_FOVD).astype(np.int64), WIDTH_BINS - 1),
                        minlength=WIDTH_BINS).astype(np.float64)
     hist /= hist.sum()
