@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from vessel_seg.pipeline.shared.scoring import DICE_CANDIDATES, best_dice_threshold, dice_curve, roc_auc, threshold_metrics
+from vessel_seg.pipeline.shared.scoring import (
+    DICE_CANDIDATES,
+    best_dice_threshold,
+    dice_curve,
+    roc_auc,
+    threshold_metrics,
+)
 
 
 def brute_force_auc(s, y):
