@@ -564,15 +564,16 @@ def format_report(rep: Dict[str, Any]) -> str:
     lines = ["vessel-seg bench: %s, %d images x %d repeat(s) (medians), %s CPUs, Python %s" % (
         rep["images"]["source"], rep["images"]["count"], rep["repeats"], rep["machine"]["cpus"],
         rep["machine"]["python"])]
-    lines.append("%-10s %-5s %-28s %10s %10s %10s %9s %9s %8s" % (
-        "size", "mode", "device", "exec img/s", "e2e img/s", "seq img/s", "e2e/exec", "db/seq", "CPU ms"))
+    lines.append("%-10s %-5s %-28s %5s %10s %10s %10s %9s %9s %8s" % (
+        "size", "mode", "device", "exec", "exec img/s", "e2e img/s", "seq img/s", "e2e/exec", "db/seq", "CPU ms"))
     for entry in rep["sizes"]:
         for mode, m in entry["modes"].items():
             dev = m["device"]
             desc = ("emulated NPU %.1f ms/exec" % dev["device_time_ms"]) if mode == "npu" else "real network on CPU"
-            lines.append("%-10s %-5s %-28s %10.2f %10.2f %10.2f %8.2fx %8.2fx %8.0f" % (
-                entry["size"], mode, desc, m["execute_only_ips"], m["end_to_end_ips"], m["sequential_ips"],
-                m["e2e_vs_execute_only"], m["double_buffered_vs_sequential"], m["host_cpu_ms_per_image"]))
+            lines.append("%-10s %-5s %-28s %5d %10.2f %10.2f %10.2f %8.2fx %8.2fx %8.0f" % (
+                entry["size"], mode, desc, m.get("executes_per_image", 1), m["execute_only_ips"],
+                m["end_to_end_ips"], m["sequential_ips"], m["e2e_vs_execute_only"],
+                m["double_buffered_vs_sequential"], m["host_cpu_ms_per_image"]))
     stages = ("decode", "preprocess", "resize", "write_bin", "render", "measure")
     lines.append("")
     lines.append("%-10s %s %8s %15s %9s %12s %11s" % (
@@ -585,7 +586,8 @@ def format_report(rep: Dict[str, Any]) -> str:
             entry["size"], " ".join("%10.1f" % st.get(s, 0.0) for s in stages), entry["host_cpu_ms_per_image"],
             ("%.3f/%.3f s" % (lat["median"], lat["p95"])) if lat else "-", entry["peak_rss_mb"],
             entry.get("bytes_per_result", 0), entry.get("frame_bytes", 0)))
-    lines.append("(stages: median host ms per image in the first mode's end-to-end runs; CPU: all threads per image; "
+    lines.append("(exec: executes per image (tiles of a high-resolution working size); stages: median host ms per "
+                 "image in the first mode's end-to-end runs; CPU: all threads per image; "
                  "latency: file closed -> result.json, one frame at a time; peak RSS: a daemon process of its own)")
     lines.append("idle CPU %.2f%% of one core over %.0f s; load average at start %s" % (
         100.0 * rep["idle_cpu_fraction"], rep["idle_seconds"],

@@ -148,7 +148,8 @@ class FakeDevice(InferenceDevice):
         pass
 
 
-def tiny_bundle(directory: Path, aipp: bool = True, threshold: float = 0.5) -> Path:
+def tiny_bundle(directory: Path, aipp: bool = True, threshold: float = 0.5,
+                params: Optional[PreprocessParams] = None) -> Path:
     """A real, tiny model bundle (1x1 conv + sigmoid: dark pixels -> high probability) for the simulator."""
     from vessel_seg.device.aipp import default_aipp_cfg_text
     from vessel_seg.device.bundle import write_bundle
@@ -161,7 +162,7 @@ def tiny_bundle(directory: Path, aipp: bool = True, threshold: float = 0.5) -> P
                   initializers={"w": w, "b": b}, inputs=[ValueInfo("image", [1, 3, 512, 512])],
                   outputs=[ValueInfo("probability", [1, 1, 512, 512])])
     meta = {"name": "tiny-test-net", "version": "9.9.9", "threshold": threshold,
-            "preprocess": PreprocessParams().to_dict()}
+            "preprocess": (params or PreprocessParams()).to_dict()}
     write_bundle(str(directory), graph, meta, default_aipp_cfg_text(512, 512) if aipp else None)
     return directory
 

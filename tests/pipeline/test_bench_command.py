@@ -12,6 +12,7 @@ import vessel_seg.camera.ingest  # noqa: E402,F401  (the bench runs the real dae
 import vessel_seg.pipeline.store.journal  # noqa: E402,F401
 from vessel_seg.pipeline.cli.bench import _percentile, _synthetic_images, parse_sizes
 from vessel_seg.pipeline.cli.main import main
+from vessel_seg.pipeline.shared.preprocess import PreprocessParams
 
 
 def test_bench_json_report_has_every_measurement_and_same_run_ratios(tmp_path, capsys):
@@ -25,6 +26,7 @@ def test_bench_json_report_has_every_measurement_and_same_run_ratios(tmp_path, c
     for entry in rep["sizes"]:
         npu = entry["modes"]["npu"]
         assert npu["device"]["device_time_ms"] == 5.0 and npu["device"]["compute"] == "surrogate"
+        assert npu["executes_per_image"] == 1               # the tiny bundle has no high-resolution size
         for key in ("execute_only", "end_to_end", "sequential"):
             assert len(npu["runs"][key]) == 2 and all(v > 0 for v in npu["runs"][key])
             assert npu[key + "_ips"] == pytest.approx(sum(npu["runs"][key]) / 2, abs=2e-3)   # median of two
@@ -69,3 +71,13 @@ def test_p95_interpolates_between_ranks():
 def test_bench_rejects_unknown_modes(capsys):
     assert main(["bench", "--modes", "gpu", "--count", "3"]) == 1
     assert "unknown mode" in capsys.readouterr().err
+
+
+def test_bench_counts_every_tile_of_a_high_resolution_frame_as_an_execute(tmp_path, capsys):
+    bundle = tiny_bundle(tmp_path / "b", params=PreprocessParams(hires_size=1024, hires_from_px=300))
+    code = main(["bench", "--json", "--count", "3", "--repeats", "1", "--modes", "npu", "--device-time-ms", "20",
+                 "--idle-seconds", "0.2", "--model", str(bundle), "--sizes", "565x584", "--latency-count", "1"])
+    assert code == 0
+    npu = json.loads(capsys.readouterr().out)["sizes"][0]["modes"]["npu"]
+    assert npu["executes_per_image"] == 4
+    assert npu["execute_only_ips"] < 1000.0 / (4 * 20.0) * 1.05      # four emulated executes per image
