@@ -150,6 +150,7 @@ SCHEMA: Dict[str, Any] = {
         "retry_interval_s": Field(["float"], 5.0, minimum=0.0, exclusive_minimum=True),
         "full_size_images": Field(["str"], "on_request", choices=["on_request", "eager"]),
         "opencv_threads": Field(["int"], 1, minimum=0, maximum=64),
+        "morphometry": Field(["bool"], True),
     },
     "device": {
         "runtime": Field(["str"], "auto", choices=["auto", "acl", "sim"]),
@@ -194,6 +195,7 @@ RELOADABLE_KEYS = (
     "logging.level",
     "model.threshold",
     "pipeline.overlay_alpha",
+    "pipeline.morphometry",
     "pipeline.thumb_size",
     "pipeline.retry_interval_s",
     "ingest.rescan_seconds",

@@ -157,6 +157,8 @@ class StageSettings:
     reduced_decode: bool = True
     #: the bundle's high-resolution working size (tiles) for large fields of view; False: one execute always
     high_resolution: bool = True
+    #: vessel morphometry in result.json (the measure stage); False: none, the CPU it costs saved
+    morphometry: bool = True
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "StageSettings":
@@ -165,7 +167,8 @@ class StageSettings:
                    threshold=config["model"]["threshold"], overlay_alpha=config["pipeline"]["overlay_alpha"],
                    thumb_size=config["pipeline"]["thumb_size"],
                    full_size_images=config["pipeline"].get("full_size_images", "on_request"),
-                   high_resolution=bool(config["model"].get("high_resolution", True)))
+                   high_resolution=bool(config["model"].get("high_resolution", True)),
+                   morphometry=bool(config["pipeline"].get("morphometry", True)))
 
 
 class _Timer(object):
@@ -348,8 +351,9 @@ class Stages(object):
             meta["vessel_pixels"] = rendered.vessel_pixels
             meta["overlay_alpha"] = float(alpha)
             meta["measured_at"] = list(job.decoded.size if deferred else job.decoded.full_size)
-        meta["morphometry"] = self.measure(job, prob_work, threshold)
-        meta["timings_ms"]["measure"] = round(job.timings_ms["measure"], 3)
+        if self.settings.morphometry:
+            meta["morphometry"] = self.measure(job, prob_work, threshold)
+            meta["timings_ms"]["measure"] = round(job.timings_ms["measure"], 3)
         # the render time is final only now; result.json carries it
         job.timings_ms[TOTAL] = (time.perf_counter() - job.started) * 1000.0
         meta["timings_ms"]["render"] = round(job.timings_ms["render"], 3)

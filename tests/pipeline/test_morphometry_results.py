@@ -163,3 +163,12 @@ def test_morphometry_check_runs_the_product_path_on_a_labelled_dataset(tmp_path)
     assert ds["images"] == 3 and set(ds["summary"]) == set(MEASUREMENT_NAMES)
     assert ds["summary"]["density_fov"]["n"] == 3
     assert all(r["ours"]["density_fov"] > 0 and r["manual"]["density_fov"] > 0 for r in ds["per_image"])
+
+
+def test_morphometry_switched_off_leaves_it_out_of_the_result(tmp_path):
+    image = write_image(tmp_path / "eye.png", fundus_like(200, 180))
+    stages = make_stages(tmp_path / "results", morphometry=False)
+    job = SequentialRunner(stages, FakeDevice()).process(WorkItem.for_file(image))
+    meta = json.loads((tmp_path / "results" / job.item.id / "result.json").read_text())
+    assert "morphometry" not in meta and "measure" not in job.timings_ms
+    assert meta["vessel_density_fov"] >= 0.0                  # the segmentation itself is whole
