@@ -39,10 +39,14 @@ def encode_fov_png(fov_small: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _probability_u8(prob: np.ndarray) -> np.ndarray:
+    """round(p x 255) as uint8: how probability_hires.png stores a probability."""
+    return np.clip(np.asarray(prob, dtype=np.float32) * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
+
+
 def encode_probability_png(prob: np.ndarray) -> bytes:
     """probability_hires.png bytes: the probability as 8-bit gray (round(p x 255))."""
-    q = np.clip(np.asarray(prob, dtype=np.float32) * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".png", q)
+    ok, buf = cv2.imencode(".png", _probability_u8(prob))
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
@@ -58,8 +62,7 @@ def read_probability_png(path: Path) -> np.ndarray:
 
 def quantised(prob: np.ndarray) -> np.ndarray:
     """The probability as probability_hires.png stores it (what a tiled result's images are made from)."""
-    q = np.clip(np.asarray(prob, dtype=np.float32) * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
-    return q.astype(np.float32) * np.float32(1.0 / 255.0)
+    return _probability_u8(prob).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def read_fov_png(path: Path) -> np.ndarray:

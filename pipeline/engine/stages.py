@@ -52,6 +52,7 @@ from vessel_seg.vocabulary import (
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class WorkItem:
     """An input waiting to be processed (what the journal knows about it)."""
