@@ -106,6 +106,13 @@ def evaluate(dataset: Path, bundle_dir: Path, runtime: str = "sim", precision: s
             "summary": summary, "per_image": rows, "seconds": round(time.perf_counter() - t_start, 1)}
 
 
+def format_thresholds(thr: Any) -> str:
+    """'0.60', or '0.60 / 0.78 (by working size)' when images were binarised at different thresholds."""
+    if isinstance(thr, list):
+        return " / ".join("%.2f" % t for t in thr) + " (by working size)"
+    return "%.2f" % thr
+
+
 def format_table(res: Dict[str, Any]) -> str:
     out = io.StringIO()
     out.write("%-22s %8s %8s %8s %8s %8s\n" % ("image", "AUC", "Dice", "Acc", "Sens", "Spec"))
@@ -116,8 +123,7 @@ def format_table(res: Dict[str, Any]) -> str:
     out.write("-" * 66 + "\n")
     out.write("%-22s %8.4f %8.4f %8.4f %8.4f %8.4f\n" % ("pooled", s["pooled_auc"], s["dice"], s["accuracy"],
                                                         s["sensitivity"], s["specificity"]))
-    thr = res["threshold"]
-    thr_text = "%.2f" % thr if not isinstance(thr, list) else " / ".join("%.2f" % t for t in thr) + " (by working size)"
+    thr_text = format_thresholds(res["threshold"])
     out.write("mean per-image AUC %.4f | %d images | model %s %s | runtime %s %s%s | threshold %s | %.1f s\n" % (
         s["mean_auc"], res["images"], res["model"]["name"], res["model"]["version"], res["runtime"],
         res["precision"], " + AIPP/NV12" if res["aipp"] else "", thr_text, res["seconds"]))

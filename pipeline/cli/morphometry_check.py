@@ -86,12 +86,13 @@ def check_dataset(root: Path, stages: Any, sess: Any, split: str, limit: int, pr
         label, fov = smp.load_masks(prob.shape)
         if fov is None:
             fov = job.full_fov()
-        ours_mask = (prob >= stages.threshold_for(job)) & fov
+        thr = stages.threshold_for(job)                 # the bundle's for this working size, or the given one
+        ours_mask = (prob >= thr) & fov
         rgb = job.decoded.rgb if job.decoded.scale == 1 else decode_image(smp.image, 1 << 30, 200000000).rgb
         disc = locate_optic_disc(rgb, fov, vessels=ours_mask)
         ours = measure(ours_mask, fov, disc=disc)
         manual = measure(label & fov, fov, disc=disc)
-        rows.append({"image": smp.name, "ours": flatten(ours), "manual": flatten(manual),
+        rows.append({"image": smp.name, "threshold": thr, "ours": flatten(ours), "manual": flatten(manual),
                      "optic_disc": ours["optic_disc"], "ms": (time.perf_counter() - t0) * 1000.0})
         if progress:
             progress("[%s %d/%d] %s  density %.4f/%.4f  FD %.3f/%.3f  (%.0f ms)" % (
@@ -116,7 +117,8 @@ def run_check(datasets: Sequence[Path], bundle_dir: Path, precision: str = "fp16
         settings = StageSettings(max_pixels=200000000, max_bytes=1 << 30, threshold=threshold)
         stages = Stages(model, settings, Path("."), name_by="stem")
         results = [check_dataset(Path(d), stages, sess, split, limit, progress) for d in datasets]
-        thr = stages.threshold
+        used = sorted({r["threshold"] for d in results for r in d["per_image"]}) or [stages.threshold]
+    thr: Any = used[0] if len(used) == 1 else used
     return {"model": {"name": bundle.name, "version": bundle.version}, "precision": precision, "threshold": thr,
             "split": split, "datasets": results, "seconds": round(time.perf_counter() - t_start, 1)}
 
@@ -148,8 +150,11 @@ def format_markdown(res: Dict[str, Any]) -> str:
 
 
 def _footer(res: Dict[str, Any]) -> str:
-    return "model %s %s | simulator %s | threshold %.2f | split %s | %.1f s\n" % (
-        res["model"]["name"], res["model"]["version"], res["precision"], res["threshold"], res["split"],
+    from vessel_seg.pipeline.cli.evaluate import format_thresholds
+
+    thr_text = format_thresholds(res["threshold"])
+    return "model %s %s | simulator %s | threshold %s | split %s | %.1f s\n" % (
+        res["model"]["name"], res["model"]["version"], res["precision"], thr_text, res["split"],
         res["seconds"])
 
 

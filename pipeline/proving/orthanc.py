@@ -97,11 +97,15 @@ class Orthanc(object):
                 raise RuntimeError("Orthanc exited with %s: %s" % (self.proc.returncode, self.log_tail()))
             try:
                 self.get("/system")
+                # HTTP may answer before the DICOM server listens (seen on a loaded machine): wait for both
+                with socket.create_connection(("127.0.0.1", self.dicom_port), timeout=0.5):
+                    pass
                 log.debug("Orthanc up on DICOM port %d, HTTP port %d", self.dicom_port, self.http_port)
                 return
             except (urllib.error.URLError, OSError):
                 time.sleep(0.02)
-        raise RuntimeError("Orthanc did not answer /system within %.0f s: %s" % (timeout, self.log_tail()))
+        raise RuntimeError("Orthanc did not answer /system and its DICOM port within %.0f s: %s"
+                           % (timeout, self.log_tail()))
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
         """Stop it by its pid: SIGKILL by default (a PACS that vanishes; a clean SIGTERM stop takes Orthanc
