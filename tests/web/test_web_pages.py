@@ -180,3 +180,12 @@ def test_traversal_bad_ids_and_unknown_file_names_are_404(client, daemon, path):
     resp = client.get(path.format(rid=rid))
     assert resp.status_code == 404
     assert b"root:" not in resp.data and b"import" not in resp.data
+
+
+def test_result_page_says_when_a_frame_ran_at_a_high_resolution_working_size_in_tiles(client, daemon):
+    tiled = add_result(daemon, source="camera8mp.jpg", extra_meta={
+        "working_size": [1024, 1024], "tiles": {"count": 4, "origins": [[0, 0], [0, 512], [512, 0], [512, 512]]}})
+    plain = add_result(daemon, source="drive.jpg", seed=1, extra_meta={
+        "working_size": [512, 512], "tiles": {"count": 1, "origins": [[0, 0]]}})
+    assert "1024 × 1024 px, 4 tiles" in client.get("/results/" + tiled).get_data(as_text=True)
+    assert "Working size" not in client.get("/results/" + plain).get_data(as_text=True)

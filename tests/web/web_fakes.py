@@ -168,7 +168,7 @@ class FakeDaemon(object):
 
 
 def add_result(daemon: FakeDaemon, rid: Optional[str] = None, source: str = "img001.jpg",
-               image: Optional[Image.Image] = None, seed: int = 0) -> str:
+               image: Optional[Image.Image] = None, seed: int = 0, extra_meta: Optional[Dict[str, Any]] = None) -> str:
     """Write a complete result folder (real files, written by pipeline.results.write_result) and mark it done."""
     image = image or fundus_like(seed=seed)
     rgb = np.asarray(image.convert("RGB"))
@@ -195,6 +195,7 @@ def add_result(daemon: FakeDaemon, rid: Optional[str] = None, source: str = "img
             "threshold": 0.5, "vessel_density_fov": 0.123, "fov_fraction": 0.7,
             "timings_ms": {"decode": 1.5, "preprocess": 4.0, "resize": 0.5, "execute": 30.0, "write_bin": 0.7,
                            "render": 6.0, "total": 42.7}}
+    meta.update(extra_meta or {})
     daemon.journal.upsert(rid, source=source, sha256=meta["sha256"], state="processing")
     write_result(daemon.results.result_dir(rid), files, meta)
     daemon.journal.upsert(rid, state="done")
