@@ -170,13 +170,7 @@ def thin_with_codes(mask: np.ndarray, max_iterations: int = 1000) -> Tuple[np.nd
         # (np.take / np.compress: the same as fancy and boolean indexing, and cheaper)
         gone = np.compress(np.take(luts[step % 2], np.take(cflat, cand)), cand)
         if gone.size:
-            flat[gone] = 0
-            near = []
-            for k in range(8):
-                nb = gone + offsets[k]
-                cflat[nb] &= _OPPOSITE_CLEAR[k]
-                near.append(nb)
-            changed = np.concatenate(near)
+            changed = _delete(flat, cflat, gone, offsets)
             changed = _unique(np.compress(np.take(flat, changed) != 0, changed), stamp)
         else:
             changed = changed_before[:0]
@@ -187,6 +181,18 @@ def thin_with_codes(mask: np.ndarray, max_iterations: int = 1000) -> Tuple[np.nd
     log.debug("thinning: %d sub-iterations", step)
     _remove_staircases(flat, cflat, w + 2, offsets)
     return np.ascontiguousarray(padded[1:-1, 1:-1].view(bool)), np.ascontiguousarray(codes[1:-1, 1:-1])
+
+
+def _delete(flat: np.ndarray, cflat: np.ndarray, gone: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Clear the pixels ``gone`` (flat indices) and their bit in each neighbour's code; returns the flat indices
+    of those neighbours (8 per deleted pixel, in neighbour order, repeats kept)."""
+    flat[gone] = 0
+    near = []
+    for k in range(8):
+        nb = gone + offsets[k]
+        cflat[nb] &= _OPPOSITE_CLEAR[k]
+        near.append(nb)
+    return np.concatenate(near)
 
 
 def thin(mask: np.ndarray, max_iterations: int = 1000) -> np.ndarray:
@@ -207,13 +213,7 @@ def _remove_staircases(flat: np.ndarray, cflat: np.ndarray, width: int, offsets:
             sel = cand[((rows + cols) % 2 == parity) & (flat[cand] == 1)]
             gone = sel[lut[cflat[sel]]]
             if gone.size:
-                flat[gone] = 0
-                near = []
-                for k in range(8):
-                    nb = gone + offsets[k]
-                    cflat[nb] &= _OPPOSITE_CLEAR[k]
-                    near.append(nb)
-                cand = np.concatenate([cand] + near)
+                cand = np.concatenate([cand, _delete(flat, cflat, gone, offsets)])
                 cand = cand[flat[cand] == 1]
     return None
 
