@@ -299,7 +299,6 @@ class Stages(object):
             begin_result(out_dir)
             size = self.model.params.size
             prob = np.asarray(job.prob512, dtype=np.float32)
-            prob = prob.reshape(prob.shape[-2:]) if prob.ndim > 2 else prob     # (1, 1, H, W) from a device
             if prob.shape[0] != size:               # a high-resolution working size: the model-size map too
                 write_result_file(out_dir, PROBABILITY_HIRES_PNG, encode_probability_png(prob))
                 prob = cv2.resize(prob, (size, size), interpolation=cv2.INTER_AREA)
@@ -318,7 +317,6 @@ class Stages(object):
         deferred: Tuple[str, ...] = ()
         with _Timer(job, "render"):
             prob512 = np.asarray(job.prob512, dtype=np.float32)
-            prob512 = prob512.reshape(prob512.shape[-2:]) if prob512.ndim > 2 else prob512
             if prob512.shape[0] != self.model.params.size:
                 # a tiled result's images come from probability_hires.png's numbers, whenever they are made
                 prob512 = quantised(prob512)
