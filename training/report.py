@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from vessel_seg.pipeline.cli.evaluate import evaluate
+from vessel_seg.pipeline.shared.preprocess import PreprocessParams
 
 log = logging.getLogger("training.report")
 
@@ -59,11 +60,11 @@ def _hires_lines(pre: Dict[str, Any]) -> List[str]:
     """The card's paragraph on the high-resolution working size, when the bundle has one."""
     if not pre.get("hires_size"):
         return []
-    n = -(-int(pre["hires_size"]) // int(pre.get("size", 512)))
+    tiles = PreprocessParams.from_mapping(pre).tile_layout(int(pre["hires_size"])).count
     return ["", "A field of view whose square box is %d original pixels or more (5-18 MP cameras) is resized to "
             "%dx%d instead, the same steps at that size, and runs as %d tiles of %dx%d (one execute each, %s "
             "overlap), blended back into one map (`pipeline.shared.tiling`; config `model.high_resolution`)." % (
-                int(pre["hires_from_px"]), int(pre["hires_size"]), int(pre["hires_size"]), n * n,
+                int(pre["hires_from_px"]), int(pre["hires_size"]), int(pre["hires_size"]), tiles,
                 int(pre.get("size", 512)), int(pre.get("size", 512)),
                 "%d px" % int(pre["tile_overlap"]) if pre.get("tile_overlap") else "no")]
 

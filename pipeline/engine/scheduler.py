@@ -347,26 +347,28 @@ class Scheduler(object):
         of each affected job, all its tiles (never dropped).
         """
         pending: "collections.deque[Tuple[int, Job, int]]" = collections.deque()
-        partly: List[Any] = [None]       # (job, next tile) of a job whose later tiles are not submitted yet
+        partly: Optional[Tuple[Job, int]] = None   # (job, next tile) of a job whose later tiles are not submitted
 
         def free_slot() -> int:
             return 1 - pending[-1][0] if pending else 0
 
         def next_unit(block: bool) -> Optional[Tuple[Job, int]]:
-            if partly[0] is not None:
-                job, tile = partly[0]
+            nonlocal partly
+            if partly is not None:
+                job, tile = partly
             else:
                 job = self.dev_q.get() if block else self.dev_q.get_nowait()
                 if job is None:
                     return None
                 tile = 0
-            partly[0] = (job, tile + 1) if tile + 1 < len(job.model_inputs) else None
+            partly = (job, tile + 1) if tile + 1 < len(job.model_inputs) else None
             return job, tile
 
         def affected(first: List[Job]) -> List[Job]:
             """The jobs to redo: ``first``, those in flight, the partly submitted one; each once, in order."""
-            jobs = first + [j for _, j, _ in pending] + ([partly[0][0]] if partly[0] is not None else [])
-            partly[0] = None
+            nonlocal partly
+            jobs = first + [j for _, j, _ in pending] + ([partly[0]] if partly is not None else [])
+            partly = None
             out: List[Job] = []
             for j in jobs:
                 if not any(j is o for o in out):
@@ -399,7 +401,7 @@ class Scheduler(object):
                     if not submit(unit):
                         return
                 if not pending:
-                    if self.dev_q.closed and len(self.dev_q) == 0 and partly[0] is None:
+                    if self.dev_q.closed and len(self.dev_q) == 0 and partly is None:
                         break
                     continue
                 slot, job, tile = pending.popleft()

@@ -69,11 +69,10 @@ def best_dice_threshold(scores: np.ndarray, labels: np.ndarray,
                         candidates: Sequence[float] = DICE_CANDIDATES) -> float:
     """The threshold among ``candidates`` with the highest Dice (for choosing it on validation data)."""
     cands = [float(t) for t in candidates]
-    order = sorted(range(len(cands)), key=lambda i: cands[i])
-    curve = dice_curve(scores, labels, [cands[i] for i in order])
+    ascending = sorted(set(cands))
+    dice = dict(zip(ascending, dice_curve(scores, labels, ascending)))
     best_t, best_d = 0.5, -1.0
-    for i in range(len(cands)):                    # the first best in the caller's order, as before
-        d = curve[order.index(i)]
-        if d > best_d:
-            best_t, best_d = cands[i], d
+    for t in cands:                                # the first best in the caller's order, as before
+        if dice[t] > best_d:
+            best_t, best_d = t, dice[t]
     return best_t
